@@ -1,0 +1,224 @@
+"""The storage interface. PostgreSQL (``postgres.py``) and SQLite (``sqlite.py``)
+implement it with the same semantics; ``tests/store`` runs one contract suite
+against both.
+
+Safety rules kept here (architecture.md):
+  * rule 1: ``advance_fence`` only ever raises ``notes.fence`` (``fence < $t``).
+  * rule 2: ``commit_edit`` is one transaction requiring ``fence = N`` (equality)
+    and ``version = base``, plus an edit-log insert keyed by the client's op id.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from collab.types import (
+    EditPayload,
+    EditRecord,
+    Grant,
+    Note,
+    Revision,
+    Role,
+    User,
+    UserRecord,
+    Visibility,
+)
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """Outcome of ``commit_edit``.
+
+    ``duplicate`` is True when the op id had already committed with the same
+    payload: ``version`` is then the original version and nothing was applied.
+    ``content`` is the note text after the edit (after the original edit for a
+    duplicate: the current text is returned; callers use only ``version``).
+    """
+
+    version: int
+    duplicate: bool
+    content: str
+
+
+@dataclass(frozen=True)
+class LockEvent:
+    """A row of the lock audit log."""
+
+    id: int
+    note_id: str
+    kind: str  # granted | released | expired | revoked | reset | queued | fenced_write
+    session: str
+    user_id: str
+    fence: int
+    at: str
+    detail: str
+
+
+class Store(ABC):
+    """Narrow async interface over the database. Every method is atomic.
+
+    Errors: methods raise ``collab.errors`` types only. ``NotFound`` for a
+    missing note/user where documented, ``Conflict`` for a taken username,
+    ``Unavailable`` when the database cannot be reached (the pool reconnects on
+    the next call). Nothing raised carries SQL text.
+    """
+
+    # -- lifecycle ------------------------------------------------------------
+    @abstractmethod
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations (plain SQL files under ``migrations/<kind>/``,
+        in name order, each in its own transaction, recorded in
+        ``schema_migrations``). Safe when several replicas call it at once
+        (PostgreSQL: ``pg_advisory_lock``). Returns the names applied now."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise ``Unavailable`` unless a trivial query succeeds on the primary."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    def pool_stats(self) -> dict[str, int]:
+        """``{"size": n, "idle": n, "max": n}`` of the write pool, for /metrics."""
+
+    # -- users ----------------------------------------------------------------
+    @abstractmethod
+    async def create_user(self, name: str, password_hash: str, role: Role) -> UserRecord:
+        """Raise ``Conflict`` if the (case-insensitive) name is taken."""
+
+    @abstractmethod
+    async def get_user(self, user_id: str) -> UserRecord | None: ...
+
+    @abstractmethod
+    async def get_user_by_name(self, name: str) -> UserRecord | None:
+        """Case-insensitive lookup."""
+
+    @abstractmethod
+    async def list_users(self) -> list[UserRecord]: ...
+
+    @abstractmethod
+    async def set_role(self, user_id: str, role: Role) -> UserRecord:
+        """Raise ``NotFound`` for an unknown user."""
+
+    @abstractmethod
+    async def count_admins(self) -> int: ...
+
+    # -- notes ----------------------------------------------------------------
+    @abstractmethod
+    async def create_note(
+        self, owner_id: str, title: str, content: str, visibility: Visibility
+    ) -> Note:
+        """New note at version 0, fence 0; also writes revision 0."""
+
+    @abstractmethod
+    async def get_note(self, note_id: str) -> Note | None: ...
+
+    @abstractmethod
+    async def get_note_replica(self, note_id: str) -> Note | None:
+        """Read from the read pool if one is configured and proven caught up,
+        else from the primary."""
+
+    @abstractmethod
+    async def list_notes_for(self, user: User) -> list[tuple[Note, Grant | None]]:
+        """Notes ``user`` may read (admin: all; user: own, granted, public;
+        guest: public), each with the user's explicit grant if any, newest
+        update first. Content is included."""
+
+    @abstractmethod
+    async def update_note(
+        self, note_id: str, title: str | None, visibility: Visibility | None
+    ) -> Note:
+        """Raise ``NotFound``. Does not change ``version`` (title/visibility are
+        metadata, not text)."""
+
+    @abstractmethod
+    async def delete_note(self, note_id: str) -> None:
+        """Delete the note and everything hanging off it. ``NotFound`` if absent."""
+
+    # -- access grants --------------------------------------------------------
+    @abstractmethod
+    async def set_access(self, note_id: str, user_id: str, access: Grant) -> None:
+        """Upsert. ``NotFound`` if the note or user does not exist."""
+
+    @abstractmethod
+    async def delete_access(self, note_id: str, user_id: str) -> bool:
+        """True if a grant was removed."""
+
+    @abstractmethod
+    async def get_access(self, note_id: str, user_id: str) -> Grant | None: ...
+
+    @abstractmethod
+    async def list_access(self, note_id: str) -> list[tuple[UserRecord, Grant]]: ...
+
+    # -- write token and edits --------------------------------------------------
+    @abstractmethod
+    async def advance_fence(self, note_id: str, fence: int) -> int:
+        """``UPDATE notes SET fence=$fence WHERE id=$note AND fence<$fence``.
+
+        Returns the fence stored after the statement: equal to ``fence`` when
+        it advanced, the (higher or equal) current value otherwise. ``NotFound``
+        if the note does not exist."""
+
+    @abstractmethod
+    async def get_fence(self, note_id: str) -> int:
+        """``NotFound`` if the note does not exist."""
+
+    @abstractmethod
+    async def commit_edit(
+        self,
+        note_id: str,
+        fence: int,
+        base: int,
+        op: str,
+        payload: EditPayload,
+        by: User,
+        max_chars: int,
+    ) -> CommitResult:
+        """Apply one edit in one transaction.
+
+        Order of checks (each maps to one error):
+          1. note missing -> ``NotFound``;
+          2. ``op`` already in the edit log for this note: same payload ->
+             ``CommitResult(original_version, duplicate=True)``; different
+             payload -> ``BadRequest``;
+          3. ``notes.fence != fence`` -> ``Fenced``;
+          4. ``notes.version != base`` -> ``Stale(version=current)``;
+          5. apply with ``collab.textops.apply_payload``; a range outside the
+             text -> ``BadRequest``; result over ``max_chars`` -> ``TooLarge``;
+          6. ``UPDATE notes SET content, version=version+1, updated_at WHERE
+             id=$n AND fence=$fence AND version=$base`` and insert the edit-log
+             row (note, version, op, payload, by, at) in the same transaction.
+        """
+
+    @abstractmethod
+    async def edits_since(self, note_id: str, since: int, limit: int) -> list[EditRecord] | None:
+        """Edits with version > ``since`` in version order, or ``None`` when
+        more than ``limit`` exist or some are no longer kept (caller then sends
+        a snapshot)."""
+
+    # -- revisions --------------------------------------------------------------
+    @abstractmethod
+    async def save_revision(self, note_id: str, by_id: str | None) -> Revision:
+        """Snapshot the note's current title/content/version (idempotent per
+        version)."""
+
+    @abstractmethod
+    async def list_revisions(self, note_id: str) -> list[Revision]:
+        """Newest first."""
+
+    @abstractmethod
+    async def get_revision(self, note_id: str, version: int) -> Revision | None:
+        """The text at exactly ``version``: a saved revision, or rebuilt from the
+        nearest earlier revision plus the edit log. ``None`` if unknowable."""
+
+    # -- lock audit -------------------------------------------------------------
+    @abstractmethod
+    async def record_lock_event(
+        self, note_id: str, kind: str, session: str, user_id: str, fence: int, detail: str = ""
+    ) -> None: ...
+
+    @abstractmethod
+    async def lock_events(self, note_id: str | None = None) -> list[LockEvent]:
+        """Oldest first; all notes when ``note_id`` is None."""
