@@ -1,0 +1,384 @@
+"""The HTTP API of protocol.md. Every route validates its body at the edge and
+asks ``collab.access`` for permission; errors leave as
+``{"error":{"code","message"}}`` through the one handler in ``app.py``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from collab.access import can_create_notes, can_manage, is_admin, note_access
+from collab.auth import hash_password, iso_from_unix, verify_password
+from collab.errors import BadRequest, Forbidden, NotFound, TooLarge, Unauthorized
+from collab.types import GRANTS, ROLES, VISIBILITIES, Note, User
+
+if TYPE_CHECKING:
+    from collab.app import Runtime
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+MAX_USERNAME_CHARS = 40
+MAX_PASSWORD_CHARS = 256
+
+
+def json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def rt_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def body(request: Request) -> dict[str, Any]:
+    """The JSON object body, bounded by ``COLLAB_MAX_BODY_BYTES``."""
+    limit = rt_of(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body over {limit} bytes", limit=limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body over {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
+
+
+def field_str(data: dict[str, Any], key: str, *, max_len: int, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise BadRequest(f"missing field {key!r}")
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"field {key!r} must be a string")
+    if len(value) > max_len:
+        raise BadRequest(f"field {key!r} is longer than {max_len} characters")
+    return value
+
+
+def field_choice(data: dict[str, Any], key: str, choices: tuple[str, ...], required: bool) -> Any:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if value not in choices:
+        raise BadRequest(f"field {key!r} must be one of {', '.join(choices)}")
+    return value
+
+
+async def caller(request: Request) -> User:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send Authorization: Bearer <token>")
+    claims = await rt_of(request).authenticate(token.strip())
+    return claims.user
+
+
+async def load_note(request: Request, user: User) -> tuple[Note, str]:
+    rt = rt_of(request)
+    note_id = request.path_params["note_id"]
+    note = await rt.store.get_note(note_id) if len(note_id) <= 64 else None
+    if note is None:
+        raise NotFound("no such note")
+    access = await rt.hub.access_of(user, note)
+    if access is None:
+        raise Forbidden("you cannot read this note")
+    return note, access
+
+
+def _summary(note: Note, access: str) -> dict[str, Any]:
+    out = note.wire()
+    out.pop("content", None)
+    out["access"] = access
+    return out
+
+
+# -- auth ------------------------------------------------------------------------
+def _token_reply(request: Request, user: User, status: int = 200) -> Response:
+    token, exp = rt_of(request).codec.issue(user)
+    return json({"token": token, "expires_at": iso_from_unix(exp), "user": user.wire()}, status)
+
+
+def _credentials(data: dict[str, Any]) -> tuple[str, str]:
+    name = field_str(data, "username", max_len=MAX_USERNAME_CHARS) or ""
+    password = field_str(data, "password", max_len=MAX_PASSWORD_CHARS) or ""
+    return name, password
+
+
+async def login(request: Request) -> Response:
+    rt = rt_of(request)
+    name, password = _credentials(await body(request))
+    keys = [f"user:{name.lower()}", f"ip:{request.client.host if request.client else ''}"]
+    now = time.monotonic()
+    rt.login_throttle.check(keys, now)
+    record = await rt.store.get_user_by_name(name)
+    if not verify_password(record.password_hash if record else None, password) or record is None:
+        rt.login_throttle.failed(keys, now)
+        raise Unauthorized("wrong username or password")
+    rt.login_throttle.succeeded(keys[:1])
+    return _token_reply(request, record.user())
+
+
+async def register(request: Request) -> Response:
+    rt = rt_of(request)
+    if not rt.settings.allow_signup:
+        raise Forbidden("sign-up is switched off")
+    name, password = _credentials(await body(request))
+    if not name or set(name) - _NAME_CHARS:
+        raise BadRequest("username may use letters, digits, '_', '.', '-'")
+    if len(password) < rt.settings.min_password_chars:
+        raise BadRequest(f"password must be at least {rt.settings.min_password_chars} characters")
+    record = await rt.store.create_user(name, hash_password(password), "user")
+    return _token_reply(request, record.user(), 201)
+
+
+async def guest(request: Request) -> Response:
+    rt = rt_of(request)
+    if not rt.settings.allow_guest:
+        raise Forbidden("guest access is switched off")
+    gid = "guest-" + uuid.uuid4().hex[:12]
+    return _token_reply(request, User(gid, "Guest " + gid[-4:], "guest"))
+
+
+async def refresh(request: Request) -> Response:
+    return _token_reply(request, await caller(request))
+
+
+async def config(request: Request) -> Response:
+    s = rt_of(request).settings
+    return json({"allow_signup": s.allow_signup, "allow_guest": s.allow_guest,
+                 "heartbeat_ms": s.heartbeat_ms, "lease_ttl_ms": s.lease_ttl_ms,
+                 "max_note_chars": s.max_note_chars})  # fmt: skip
+
+
+async def me(request: Request) -> Response:
+    return json((await caller(request)).wire())
+
+
+async def lookup_user(request: Request) -> Response:
+    user = await caller(request)
+    if user.role == "guest":
+        raise Forbidden("guests cannot look up users")
+    name = request.query_params.get("name", "")
+    record = await rt_of(request).store.get_user_by_name(name) if name else None
+    if record is None:
+        raise NotFound("no such user")
+    return json({"id": record.id, "name": record.name})
+
+
+# -- notes -------------------------------------------------------------------------
+async def list_notes(request: Request) -> Response:
+    user = await caller(request)
+    rt = rt_of(request)
+    out = []
+    for note, grant in await rt.store.list_notes_for(user):
+        access = note_access(user, note.owner_id, note.visibility, grant)
+        if access is not None:
+            out.append(_summary(note, access))
+    return json({"notes": out})
+
+
+async def create_note(request: Request) -> Response:
+    user = await caller(request)
+    rt = rt_of(request)
+    if not can_create_notes(user):
+        raise Forbidden("guests cannot create notes")
+    data = await body(request)
+    title = field_str(data, "title", max_len=rt.settings.max_title_chars) or ""
+    if not title.strip():
+        raise BadRequest("title must not be empty")
+    content = field_str(data, "content", max_len=rt.settings.max_note_chars, required=False)
+    visibility = field_choice(data, "visibility", VISIBILITIES, required=False) or "private"
+    note = await rt.store.create_note(user.id, title, content or "", visibility)
+    return json(note.wire("admin"), 201)
+
+
+async def get_note(request: Request) -> Response:
+    user = await caller(request)
+    note, access = await load_note(request, user)
+    return json(note.wire(access))  # type: ignore[arg-type]
+
+
+async def patch_note(request: Request) -> Response:
+    user = await caller(request)
+    rt = rt_of(request)
+    note, access = await load_note(request, user)
+    if not can_manage(access):  # type: ignore[arg-type]
+        raise Forbidden("only the owner or an admin can change this note")
+    data = await body(request)
+    title = field_str(data, "title", max_len=rt.settings.max_title_chars, required=False)
+    if title is not None and not title.strip():
+        raise BadRequest("title must not be empty")
+    visibility = field_choice(data, "visibility", VISIBILITIES, required=False)
+    updated = await rt.store.update_note(note.id, title, visibility)
+    if visibility == "private" and note.visibility == "public":
+        # Readers who relied on the note being public lose access now.
+        for session in await rt.registry.sessions():
+            if session.user.id != note.owner_id:
+                await rt.hub.user_access_changed(session.user.id, note.id)
+    return json(updated.wire(access))  # type: ignore[arg-type]
+
+
+async def delete_note(request: Request) -> Response:
+    user = await caller(request)
+    rt = rt_of(request)
+    note, access = await load_note(request, user)
+    if not can_manage(access):  # type: ignore[arg-type]
+        raise Forbidden("only the owner or an admin can delete this note")
+    await rt.store.delete_note(note.id)
+    await rt.hub.note_deleted(note.id)
+    return Response(status_code=204)
+
+
+async def list_access(request: Request) -> Response:
+    user = await caller(request)
+    note, access = await load_note(request, user)
+    if not can_manage(access):  # type: ignore[arg-type]
+        raise Forbidden("only the owner or an admin can see who has access")
+    grants = await rt_of(request).store.list_access(note.id)
+    return json({"grants": [{"user": {"id": u.id, "name": u.name}, "access": g} for u, g in grants]})
+
+
+async def put_access(request: Request) -> Response:
+    user = await caller(request)
+    rt = rt_of(request)
+    note, access = await load_note(request, user)
+    if not can_manage(access):  # type: ignore[arg-type]
+        raise Forbidden("only the owner or an admin can share this note")
+    grant = field_choice(await body(request), "access", GRANTS, required=True)
+    target = await rt.store.get_user(request.path_params["user_id"])
+    if target is None:
+        raise NotFound("no such user")
+    await rt.store.set_access(note.id, target.id, grant)
+    if grant == "read":  # a downgrade from write fences any token they hold
+        await rt.hub.user_access_changed(target.id, note.id)
+    return json({"user": {"id": target.id, "name": target.name}, "access": grant})
+
+
+async def delete_access(request: Request) -> Response:
+    user = await caller(request)
+    rt = rt_of(request)
+    note, access = await load_note(request, user)
+    if not can_manage(access):  # type: ignore[arg-type]
+        raise Forbidden("only the owner or an admin can change sharing")
+    target_id = request.path_params["user_id"]
+    if not await rt.store.delete_access(note.id, target_id):
+        raise NotFound("that user has no grant on this note")
+    await rt.hub.user_access_changed(target_id, note.id)
+    return Response(status_code=204)
+
+
+async def list_revisions(request: Request) -> Response:
+    user = await caller(request)
+    note, _ = await load_note(request, user)
+    revisions = await rt_of(request).store.list_revisions(note.id)
+    return json({"revisions": [r.wire(with_content=False) for r in revisions]})
+
+
+async def get_revision(request: Request) -> Response:
+    user = await caller(request)
+    note, _ = await load_note(request, user)
+    raw = request.path_params["version"]
+    if not raw.isdigit() or len(raw) > 15:
+        raise BadRequest("version must be a non-negative integer")
+    revision = await rt_of(request).store.get_revision(note.id, int(raw))
+    if revision is None:
+        raise NotFound("no such revision")
+    return json(revision.wire())
+
+
+# -- admin ---------------------------------------------------------------------------
+async def admin(request: Request) -> User:
+    user = await caller(request)
+    if not is_admin(user):
+        raise Forbidden("administrators only")
+    return user
+
+
+async def admin_users(request: Request) -> Response:
+    await admin(request)
+    users = await rt_of(request).store.list_users()
+    return json({"users": [u.wire() for u in users]})
+
+
+async def admin_patch_user(request: Request) -> Response:
+    actor = await admin(request)
+    rt = rt_of(request)
+    role = field_choice(await body(request), "role", tuple(r for r in ROLES if r != "guest"), True)
+    target = await rt.store.get_user(request.path_params["user_id"])
+    if target is None:
+        raise NotFound("no such user")
+    if target.id == actor.id and role != "admin" and await rt.store.count_admins() <= 1:
+        raise BadRequest("cannot demote the last administrator")
+    updated = await rt.store.set_role(target.id, role)
+    if updated.role != target.role:
+        await rt.hub.user_access_changed(target.id, None)
+    return json(updated.wire())
+
+
+async def admin_sessions(request: Request) -> Response:
+    await admin(request)
+    rt = rt_of(request)
+    out = []
+    for record in await rt.registry.sessions():
+        out.append({
+            "session": record.session, "user": record.user.wire(), "replica": record.replica,
+            "connected_at": record.connected_at,
+            "notes": sorted(await rt.registry.notes(record.session)),
+        })  # fmt: skip
+    return json({"sessions": out})
+
+
+async def admin_revoke(request: Request) -> Response:
+    actor = await admin(request)
+    note_id = request.path_params["note_id"]
+    fence = await rt_of(request).hub.revoke(actor, note_id)
+    return json({"note": note_id, "fence": fence})
+
+
+async def admin_kick(request: Request) -> Response:
+    await admin(request)
+    await rt_of(request).hub.kick(request.path_params["session_id"])
+    return json({"session": request.path_params["session_id"], "kicked": True})
+
+
+ROUTES = [
+    Route("/api/config", config, methods=["GET"]),
+    Route("/api/auth/login", login, methods=["POST"]),
+    Route("/api/auth/register", register, methods=["POST"]),
+    Route("/api/auth/guest", guest, methods=["POST"]),
+    Route("/api/auth/refresh", refresh, methods=["POST"]),
+    Route("/api/me", me, methods=["GET"]),
+    Route("/api/users/lookup", lookup_user, methods=["GET"]),
+    Route("/api/notes", list_notes, methods=["GET"]),
+    Route("/api/notes", create_note, methods=["POST"]),
+    Route("/api/notes/{note_id}", get_note, methods=["GET"]),
+    Route("/api/notes/{note_id}", patch_note, methods=["PATCH"]),
+    Route("/api/notes/{note_id}", delete_note, methods=["DELETE"]),
+    Route("/api/notes/{note_id}/access", list_access, methods=["GET"]),
+    Route("/api/notes/{note_id}/access/{user_id}", put_access, methods=["PUT"]),
+    Route("/api/notes/{note_id}/access/{user_id}", delete_access, methods=["DELETE"]),
+    Route("/api/notes/{note_id}/revisions", list_revisions, methods=["GET"]),
+    Route("/api/notes/{note_id}/revisions/{version}", get_revision, methods=["GET"]),
+    Route("/api/admin/users", admin_users, methods=["GET"]),
+    Route("/api/admin/users/{user_id}", admin_patch_user, methods=["PATCH"]),
+    Route("/api/admin/sessions", admin_sessions, methods=["GET"]),
+    Route("/api/admin/notes/{note_id}/revoke", admin_revoke, methods=["POST"]),
+    Route("/api/admin/sessions/{session_id}/kick", admin_kick, methods=["POST"]),
+]

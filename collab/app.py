@@ -1,0 +1,305 @@
+"""The Starlette application: routes, middleware, error mapping and the
+lifespan that builds the runtime (store, leases, presence, registry, bus, hub)
+from settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from collab import api
+from collab.auth import Claims, LoginThrottle, TokenCodec, hash_password
+from collab.bus import make_bus
+from collab.errors import CollabError, Internal, Unauthorized
+from collab.hub import Hub
+from collab.leases import make_lease_store
+from collab.logs import request_id
+from collab.metrics import Metrics
+from collab.presence import make_presence_store
+from collab.protocol import KeyedBuckets
+from collab.registry import make_session_registry
+from collab.session import Connection
+from collab.settings import Settings
+from collab.store import open_store
+from collab.store.base import Store
+
+log = logging.getLogger("collab.app")
+
+# Live runtimes of this process, so a SIGTERM handler can drain them.
+RUNTIMES: set[Runtime] = set()
+
+
+class Runtime:
+    """Everything one app instance owns."""
+
+    def __init__(self, settings: Settings, store: Store, hub: Hub, metrics: Metrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.registry = hub.registry
+        self.metrics = metrics
+        self.codec = TokenCodec(settings)
+        self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_s)
+        self.connect_throttle = KeyedBuckets(
+            settings.connect_rate_per_ip_per_s, settings.connect_burst_per_ip
+        )
+        self.connections: set[Connection] = set()
+
+    @property
+    def draining(self) -> bool:
+        return self.hub.draining
+
+    async def authenticate(self, token: str) -> Claims:
+        """Verify the JWT, then take the role from the database so a role
+        change applies to tokens issued before it."""
+        claims = self.codec.verify(token)
+        if claims.user.role == "guest":
+            if not self.settings.allow_guest:
+                raise Unauthorized("guest access is switched off")
+            return claims
+        record = await self.store.get_user(claims.user.id)
+        if record is None:
+            raise Unauthorized("unknown user")
+        return Claims(record.user(), claims.expires_at, claims.token_id)
+
+    def user_sockets(self, user_id: str) -> list[Connection]:
+        return [c for c in self.connections if c.user.id == user_id]
+
+    async def drain(self) -> None:
+        await self.hub.drain()
+
+
+async def bootstrap_admin(settings: Settings, store: Store) -> None:
+    """``COLLAB_BOOTSTRAP_ADMIN_*`` creates the first admin once, only while
+    there is none; there are no default credentials."""
+    if not settings.bootstrap_admin_username or await store.count_admins() > 0:
+        return
+    if await store.get_user_by_name(settings.bootstrap_admin_username) is None:
+        await store.create_user(
+            settings.bootstrap_admin_username,
+            hash_password(settings.bootstrap_admin_password),
+            "admin",
+        )
+        log.info("bootstrap admin created", extra={"user": settings.bootstrap_admin_username})
+
+
+def static_dir(settings: Settings) -> Path | None:
+    if settings.static_dir:
+        path = Path(settings.static_dir)
+        return path if path.is_dir() else None
+    for candidate in (
+        Path(__file__).resolve().parent / "static",
+        Path(__file__).resolve().parent.parent / "frontend" / "dist",
+    ):
+        if (candidate / "index.html").is_file():
+            return candidate
+    return None
+
+
+_NO_CLIENT = """<!doctype html><title>collab</title>
+<h1>collab server is running</h1>
+<p>The web client is not built. Run <code>cd frontend && npm ci && npm run build</code>
+or set <code>COLLAB_STATIC_DIR</code>.</p>"""
+
+
+class RequestContext:
+    """Request id, timing, metrics and a JSON access log for HTTP requests."""
+
+    def __init__(self, app: ASGIApp, metrics_of: Any) -> None:
+        self.app = app
+        self.metrics_of = metrics_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        token = request_id.set(rid)
+        status = {"code": 500}
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            path = getattr(route, "path", "other") if route else "other"
+            metrics: Metrics | None = self.metrics_of()
+            if metrics is not None:
+                metrics.http_requests.labels(scope["method"], path, str(status["code"])).inc()
+                metrics.http_latency.labels(path).observe(elapsed)
+            if path not in ("/livez", "/readyz", "/metrics"):
+                log.info(
+                    "request",
+                    extra={"method": scope["method"], "path": scope["path"],
+                           "status": status["code"], "ms": round(elapsed * 1000, 2)},
+                )  # fmt: skip
+            request_id.reset(token)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = (settings or Settings.from_env()).with_defaults_for_embedded()
+    holder: dict[str, Runtime] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        metrics = Metrics()
+        store = await open_store(settings)
+        if settings.migrate_on_start:
+            await store.migrate()
+        await bootstrap_admin(settings, store)
+        metrics.watch_pool(store.pool_stats)
+        hub = Hub(
+            settings, store, make_lease_store(settings), make_presence_store(settings),
+            make_session_registry(settings), make_bus(settings), metrics,
+        )  # fmt: skip
+        await hub.start()
+        runtime = Runtime(settings, store, hub, metrics)
+        holder["rt"] = runtime
+        app.state.runtime = runtime
+        RUNTIMES.add(runtime)
+        log.info("collab started", extra={"replica": hub.replica_id, "embedded": settings.embedded})
+        try:
+            yield
+        finally:
+            RUNTIMES.discard(runtime)
+            if not hub.draining:
+                await hub.drain()
+            await hub.close()
+            await store.close()
+
+    async def ws_endpoint(websocket: WebSocket) -> None:
+        rt: Runtime = websocket.app.state.runtime
+        if rt.draining:
+            await websocket.close(code=1012)
+            return
+        await Connection(websocket, rt, client_ip(websocket, settings)).run()
+
+    async def livez(request: Request) -> Response:
+        return api.json({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        rt: Runtime = request.app.state.runtime
+        if rt.draining:
+            return api.json({"status": "draining"}, 503)
+        checks: dict[str, str] = {}
+        for name, probe in (("database", rt.store.ping), ("leases", rt.hub.leases.ping)):
+            try:
+                await probe()
+                checks[name] = "ok"
+            except Exception:
+                checks[name] = "down"
+        checks["bus"] = "ok" if rt.hub.bus.connected else "down"
+        ok = all(v == "ok" for v in checks.values())
+        return api.json({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        rt: Runtime = request.app.state.runtime
+        return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    routes: list[Any] = [
+        *api.ROUTES,
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        WebSocketRoute("/ws", ws_endpoint),
+    ]
+    client = static_dir(settings)
+    if client is not None:
+        routes.append(Mount("/", app=StaticFiles(directory=client, html=True), name="client"))
+    else:
+        routes.append(Route("/", lambda r: HTMLResponse(_NO_CLIENT), methods=["GET"]))
+
+    async def on_collab_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CollabError)
+        return api.json(exc.http_body(), exc.status)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "bad_request"}.get(exc.status_code, "bad_request")
+        message = "not found" if exc.status_code == 404 else str(exc.detail)
+        return api.json({"error": {"code": code, "message": message}}, exc.status_code)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return api.json(Internal().http_body(), 500)
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            CollabError: on_collab_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+    )
+    app.add_middleware(RequestContext, metrics_of=lambda: getattr(holder.get("rt"), "metrics", None))
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+class SecurityHeaders:
+    """Basic hardening headers on every HTTP response."""
+
+    HEADERS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).extend(self.HEADERS)
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def client_ip(ws: WebSocket, settings: Settings) -> str:
+    """The peer address; behind the gateway, nginx's X-Real-IP when the
+    direct peer is a trusted proxy (loopback or private network)."""
+    host = ws.client.host if ws.client else "unknown"
+    real = ws.headers.get("x-real-ip")
+    if real and (host.startswith(("127.", "10.", "192.168.", "172.")) or host == "::1"):
+        return real[:64]
+    return host
+
+
+def drain_runtimes() -> None:
+    """Start draining every runtime of this process (called on SIGTERM)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    for runtime in list(RUNTIMES):
+        loop.create_task(runtime.drain())

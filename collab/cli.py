@@ -1,0 +1,175 @@
+"""``collab``: serve, migrate, user add, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from typing import Any
+
+import uvicorn
+
+from collab.app import drain_runtimes
+from collab.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env().with_defaults_for_embedded()
+    except SettingsError as exc:
+        print(f"collab: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from collab.logs import setup_logging
+
+    # CLI flags override the environment; the app re-reads settings from it.
+    for flag, key in (("host", "HOST"), ("port", "PORT"), ("workers", "WORKERS"),
+                      ("graceful_shutdown_s", "GRACEFUL_SHUTDOWN_S")):  # fmt: skip
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ["COLLAB_" + key] = str(value)
+    settings = _settings()
+    setup_logging(settings.log_level)
+    config = uvicorn.Config(
+        "collab.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+    server = DrainingServer(config)
+    if settings.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        sock = config.bind_socket()
+        Multiprocess(config, target=server.run, sockets=[sock]).run()
+    else:
+        if settings.embedded:
+            _print_first_run_hint(settings)
+        server.run()
+    return 0
+
+
+def _print_first_run_hint(settings: Settings) -> None:
+    host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
+    print(
+        f"collab: embedded mode (SQLite at {settings.sqlite_path}, in-process leases)\n"
+        f"collab: open http://{host}:{settings.port}/ and register an account, or create an\n"
+        "collab: admin first with:  collab user add NAME --role admin   (password from stdin)",
+        file=sys.stderr,
+    )
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/SIGINT, flip readiness and drain every runtime (presence
+    removed, sockets closed with 1012, leases kept for resume elsewhere)
+    before uvicorn's own shutdown starts."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.should_exit:
+            drain_runtimes()
+        super().handle_exit(sig, frame)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from collab.store import open_store
+
+    async def run() -> list[str]:
+        store = await open_store(_settings())
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    applied = asyncio.run(run())
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if first != getpass.getpass("again: "):
+            raise SystemExit("collab: passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from collab.auth import hash_password
+    from collab.errors import Conflict
+    from collab.store import open_store
+
+    settings = _settings()
+    password = _read_password(args)
+    if len(password) < settings.min_password_chars:
+        print(f"collab: password must be at least {settings.min_password_chars} characters",
+              file=sys.stderr)  # fmt: skip
+        return 2
+
+    async def run() -> int:
+        store = await open_store(settings)
+        try:
+            await store.migrate()
+            try:
+                record = await store.create_user(args.name, hash_password(password), args.role)
+            except Conflict:
+                print(f"collab: user {args.name!r} already exists", file=sys.stderr)
+                return 1
+            print(f"created {record.role} {record.name} ({record.id})")
+            return 0
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings()
+    print(json.dumps(settings.redacted(), indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collab", description="collab notes server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server (uvicorn)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--graceful-shutdown-s", dest="graceful_shutdown_s", type=float)
+    serve.set_defaults(func=cmd_serve)
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+    user = sub.add_parser("user", help="manage accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create an account; password from a prompt or stdin")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["admin", "user"], default="user")
+    add.set_defaults(func=cmd_user_add)
+    check = sub.add_parser("check-config", help="validate and print the settings")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,595 @@
+"""The one place that combines store, leases, presence, registry and bus.
+
+The hub keeps this replica's sockets, their subscriptions and the last state
+pushed per note, turns client requests into store/lease operations and fans
+events out locally and, through the bus, to every other replica. Delivery of
+edits per note is serialised and gap-free: a replica that sees a version jump
+replays the missing edits from the store before pushing (rule 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from collab.access import can_manage, can_write, note_access
+from collab.bus.base import Bus, Event
+from collab.errors import Forbidden, NotFound, RateLimited
+from collab.leases.base import LeaseStore
+from collab.messages import Edit, Rid, encode
+from collab.metrics import Metrics
+from collab.peer import Peer
+from collab.presence.base import PresenceStore
+from collab.registry.base import SessionRecord, SessionRegistry
+from collab.settings import Settings
+from collab.store.base import Store
+from collab.tokens import Tokens
+from collab.types import Access, EditRecord, Note, User
+
+log = logging.getLogger("collab.hub")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Hub:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        leases: LeaseStore,
+        presence: PresenceStore,
+        registry: SessionRegistry,
+        bus: Bus,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.leases = leases
+        self.presence = presence
+        self.registry = registry
+        self.bus = bus
+        self.metrics = metrics
+        self.replica_id = settings.replica_id or uuid.uuid4().hex[:8]
+        self.peers: dict[str, Peer] = {}  # session -> the socket serving it here
+        self.note_peers: dict[str, set[Peer]] = {}
+        self.note_version: dict[str, int] = {}  # highest version delivered here
+        self.last_lock: dict[str, str] = {}
+        self.last_viewers: dict[str, str] = {}
+        self._note_locks: dict[str, asyncio.Lock] = {}
+        self._refreshing: dict[tuple[str, str], bool] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.tokens = Tokens(self)
+        self.draining = False
+
+    # -- lifecycle --------------------------------------------------------------
+    async def start(self) -> None:
+        await self.leases.start()
+        await self.presence.start()
+        await self.registry.start()
+        await self.bus.start(self.on_event, self.resync)
+        self._loop_task = asyncio.create_task(self._reconcile_loop())
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for closer in (self.bus.close, self.registry.close, self.presence.close, self.leases.close):
+            try:
+                await closer()
+            except Exception:
+                log.warning("close failed", exc_info=True)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background task failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """SIGTERM: stop taking work, drop presence at once, keep leases so
+        clients can resume on another replica, close sockets with 1012."""
+        self.draining = True
+        for peer in list(self.peers.values()):
+            for note_id in list(peer.subs):
+                try:
+                    await self.presence.remove(note_id, peer.session)
+                    await self._publish({"t": "presence", "note": note_id})
+                except Exception:
+                    log.warning("presence removal on drain failed", extra={"note": note_id})
+            peer.close_soon(1012, "server restarting")
+
+    # -- sessions ---------------------------------------------------------------
+    async def attach(self, peer: Peer, resume: str | None) -> tuple[bool, list[dict[str, Any]]]:
+        """Register a socket that said hello; returns (resumed, leases).
+
+        Raises ``Forbidden`` when ``resume`` names another user's session."""
+        record = SessionRecord(
+            session=peer.session, user=peer.user, replica=self.replica_id,
+            socket=peer.socket_id, connected_at=utc_now(),
+        )  # fmt: skip
+        resumed = False
+        if resume:
+            old = await self.registry.get(resume)
+            if old is not None and old.user.id != peer.user.id:
+                raise Forbidden("that session belongs to someone else")
+            if old is not None:
+                peer.session = resume
+                record = SessionRecord(resume, peer.user, self.replica_id, peer.socket_id,
+                                       old.connected_at)  # fmt: skip
+                resumed = True
+        previous = await self.registry.claim(record, self.settings.lease_ttl_ms)
+        if resumed and previous is not None and previous.socket != peer.socket_id:
+            await self._supersede(peer.session, previous)
+        self.peers[peer.session] = peer
+        self.metrics.ws_connections.set(len(self.peers))
+        if resumed:
+            await self._adopt_leases(peer.session)
+        return resumed, self.tokens.leases_of(peer.session)
+
+    async def _supersede(self, session: str, previous: SessionRecord) -> None:
+        """The session moved to a new socket: the old one closes with 4409."""
+        local = self.peers.get(session)
+        if local is not None and local.socket_id == previous.socket:
+            self._drop_subscriptions(local)
+            self.peers.pop(session, None)
+            local.close_soon(4409, "session resumed elsewhere")
+        if previous.replica != self.replica_id:
+            await self._publish({"t": "moved", "session": session, "socket": previous.socket})
+
+    async def _adopt_leases(self, session: str) -> None:
+        for note_id in await self.registry.notes(session):
+            view = await self.leases.view(note_id)
+            holder = getattr(view, "session", None)
+            fence = getattr(view, "fence", 0)
+            if holder == session and await self.leases.renew(note_id, session, fence):
+                self.tokens.adopt(session, note_id, fence)
+            else:
+                await self.registry.remove_note(session, note_id)
+
+    async def detach(self, peer: Peer, clean: bool) -> None:
+        """The socket closed. Presence goes at once; tokens stay for a resume
+        unless the client said a clean goodbye."""
+        self._drop_subscriptions(peer)
+        if self.peers.get(peer.session) is not peer:
+            return  # superseded by a resumed socket: nothing of the session is ours
+        del self.peers[peer.session]
+        self.metrics.ws_connections.set(len(self.peers))
+        for note_id in list(peer.subs):
+            try:
+                if await self.presence.remove(note_id, peer.session):
+                    await self._publish({"t": "presence", "note": note_id})
+            except Exception:
+                log.warning("presence removal failed", extra={"note": note_id})
+        if self.draining:
+            return  # keep leases and the session record for resume elsewhere
+        try:
+            if clean:
+                await self.tokens.release_all(peer.session, peer.user.id)
+                await self.registry.forget(peer.session, peer.socket_id)
+            else:
+                await self.tokens.leave_all_queues(peer.session)
+        except Exception:
+            log.warning("session cleanup failed", exc_info=True)
+
+    def _drop_subscriptions(self, peer: Peer) -> None:
+        for note_id in list(peer.subs):
+            peers = self.note_peers.get(note_id)
+            if peers is not None:
+                peers.discard(peer)
+                if not peers:
+                    self._forget_note(note_id)
+        self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
+
+    def _forget_note(self, note_id: str) -> None:
+        for table in (self.note_peers, self.note_version, self.last_lock, self.last_viewers):
+            table.pop(note_id, None)
+
+    async def heartbeat(self, peer: Peer) -> list[dict[str, Any]]:
+        if not await self.registry.touch(peer.session, peer.socket_id, self.settings.lease_ttl_ms):
+            current = await self.registry.get(peer.session)
+            if current is None:  # expired while we were away: claim it back
+                await self.registry.claim(
+                    SessionRecord(peer.session, peer.user, self.replica_id, peer.socket_id,
+                                  utc_now()),
+                    self.settings.lease_ttl_ms,
+                )  # fmt: skip
+        for note_id in list(peer.subs):
+            if await self.presence.touch(note_id, peer.session, peer.user, self.settings.lease_ttl_ms):
+                await self._publish({"t": "presence", "note": note_id})
+        return await self.tokens.heartbeat(peer)
+
+    # -- access -----------------------------------------------------------------
+    async def access_of(self, user: User, note: Note) -> Access | None:
+        grant = None
+        if user.role == "user" and note.owner_id != user.id:
+            grant = await self.store.get_access(note.id, user.id)
+        return note_access(user, note.owner_id, note.visibility, grant)
+
+    async def access_for(self, peer: Peer, note_id: str) -> Access | None:
+        cached = peer.access.get(note_id)
+        if cached is not None:
+            return cached
+        note = await self.store.get_note(note_id)
+        if note is None:
+            raise NotFound("no such note")
+        access = await self.access_of(peer.user, note)
+        if access is not None:
+            peer.access[note_id] = access
+        return access
+
+    # -- subscriptions -------------------------------------------------------------
+    async def subscribe(self, peer: Peer, note_id: str, rid: Rid) -> None:
+        if note_id not in peer.subs and len(peer.subs) >= self.settings.max_subscriptions_per_socket:
+            self.metrics.rate_limited.labels("subscriptions").inc()
+            raise RateLimited(
+                f"at most {self.settings.max_subscriptions_per_socket} subscriptions per socket"
+            )
+        note = await self.store.get_note(note_id)
+        if note is None:
+            raise NotFound("no such note")
+        access = await self.access_of(peer.user, note)
+        if access is None:
+            raise Forbidden("you cannot read this note")
+        peer.access[note_id] = access
+        lock = await self.tokens.lock_state(note_id)
+        changed = await self.presence.touch(note_id, peer.session, peer.user,
+                                            self.settings.lease_ttl_ms)  # fmt: skip
+        viewers = await self._viewers(note_id)
+        async with self._note_lock(note_id):
+            # Read the snapshot under the note's delivery lock so no edit push
+            # can slip between the snapshot and the registration.
+            fresh = await self.store.get_note_replica(note_id) or note
+            peers = self.note_peers.setdefault(note_id, set())
+            if not peers or self.note_version.get(note_id, -1) < fresh.version:
+                self.note_version[note_id] = max(self.note_version.get(note_id, -1), fresh.version)
+            peers.add(peer)
+            peer.subs[note_id] = fresh.version
+            peer.push(encode({
+                "type": "snapshot", "rid": rid, "note": note_id, "title": fresh.title,
+                "content": fresh.content, "version": fresh.version, "access": access,
+                "lock": lock.wire() if lock else None, "viewers": viewers,
+            }))  # fmt: skip
+        self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
+        if changed:
+            await self._publish({"t": "presence", "note": note_id})
+
+    async def unsubscribe(self, peer: Peer, note_id: str) -> None:
+        peers = self.note_peers.get(note_id)
+        if peers is not None:
+            peers.discard(peer)
+            if not peers:
+                self._forget_note(note_id)
+        peer.subs.pop(note_id, None)
+        if await self.presence.remove(note_id, peer.session):
+            await self._publish({"t": "presence", "note": note_id})
+        self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
+
+    async def sync(self, peer: Peer, note_id: str, since: int, rid: Rid) -> None:
+        access = await self.access_for(peer, note_id)
+        if access is None:
+            raise Forbidden("you cannot read this note")
+        edits = await self.store.edits_since(note_id, since, self.settings.sync_max_edits)
+        if edits is None:
+            note = await self.store.get_note(note_id)
+            if note is None:
+                raise NotFound("no such note")
+            lock = await self.tokens.lock_state(note_id)
+            peer.push(encode({
+                "type": "snapshot", "rid": rid, "note": note_id, "title": note.title,
+                "content": note.content, "version": note.version, "access": access,
+                "lock": lock.wire() if lock else None, "viewers": await self._viewers(note_id),
+            }))  # fmt: skip
+            if note_id in peer.subs:
+                peer.subs[note_id] = note.version
+            return
+        to = edits[-1].version if edits else since
+        peer.push(encode({
+            "type": "changes", "rid": rid, "note": note_id, "from": since, "to": to,
+            "edits": [e.wire() for e in edits],
+        }))  # fmt: skip
+        if note_id in peer.subs:
+            peer.subs[note_id] = max(peer.subs[note_id], to)
+
+    # -- edits ----------------------------------------------------------------------
+    async def edit(self, peer: Peer, msg: Edit) -> dict[str, Any]:
+        access = await self.access_for(peer, msg.note)
+        if not can_write(access) or peer.user.role == "guest":
+            raise Forbidden("you cannot write to this note")
+        started = time.perf_counter()
+        try:
+            result = await self.store.commit_edit(
+                msg.note, msg.fence, msg.base, msg.op, msg.payload, peer.user,
+                self.settings.max_note_chars,
+            )  # fmt: skip
+        except Exception as exc:
+            if getattr(exc, "code", "") == "fenced":
+                self.metrics.fenced_writes.inc()
+                self.spawn(self.audit(msg.note, "fenced_write", peer.session, peer.user.id,
+                                      msg.fence))  # fmt: skip
+            raise
+        self.metrics.edit_commit.observe(time.perf_counter() - started)
+        ack = {"type": "ack", "rid": msg.rid, "note": msg.note, "op": msg.op,
+               "version": result.version}  # fmt: skip
+        if result.duplicate:
+            return ack
+        self.metrics.edits.inc()
+        if msg.note in peer.subs:
+            peer.subs[msg.note] = max(peer.subs[msg.note], result.version)
+        record = EditRecord(msg.note, result.version, msg.op, msg.payload, peer.user, utc_now())
+        frame = record.wire()
+        await self._deliver(msg.note, result.version, encode(frame), time.time(), "local")
+        await self._publish({"t": "edited", "note": msg.note, "version": result.version,
+                             "frame": frame, "ts": time.time()})  # fmt: skip
+        if result.version % self.settings.revision_every_versions == 0:
+            self.spawn(self.save_revision(msg.note, peer.user.id))
+        return ack
+
+    async def save_revision(self, note_id: str, by_id: str | None) -> None:
+        try:
+            await self.store.save_revision(note_id, by_id)
+        except NotFound:
+            pass
+
+    def _note_lock(self, note_id: str) -> asyncio.Lock:
+        lock = self._note_locks.get(note_id)
+        if lock is None:
+            lock = self._note_locks[note_id] = asyncio.Lock()
+        return lock
+
+    async def _deliver(self, note_id: str, version: int, frame: str, ts: float, origin: str) -> None:
+        """Push edit ``version`` to local subscribers in order, replaying any
+        versions this replica missed from the store first."""
+        if note_id not in self.note_peers:
+            return
+        async with self._note_lock(note_id):
+            known = self.note_version.get(note_id)
+            if known is None or version <= known:
+                return
+            if version > known + 1:
+                await self._fill_gap(note_id, known)
+                if self.note_version.get(note_id, -1) >= version:
+                    return
+            self._push_edit(note_id, version, frame)
+            self.metrics.fanout.labels(origin).observe(max(0.0, time.time() - ts))
+
+    def _push_edit(self, note_id: str, version: int, frame: str) -> None:
+        for peer in self.note_peers.get(note_id, ()):
+            if peer.subs.get(note_id, 0) < version:
+                peer.push(frame)
+                peer.subs[note_id] = version
+        self.note_version[note_id] = max(self.note_version.get(note_id, -1), version)
+
+    async def _fill_gap(self, note_id: str, known: int) -> None:
+        edits = await self.store.edits_since(note_id, known, self.settings.sync_max_edits)
+        if edits is None:
+            note = await self.store.get_note(note_id)
+            if note is None:
+                return
+            for peer in self.note_peers.get(note_id, ()):
+                if peer.subs.get(note_id, 0) < note.version:
+                    await self.sync(peer, note_id, peer.subs.get(note_id, 0), None)
+            self.note_version[note_id] = note.version
+            return
+        for record in edits:
+            self._push_edit(note_id, record.version, encode(record.wire()))
+
+    # -- lock & presence fan-out -----------------------------------------------------
+    async def lock_changed(self, note_id: str, reason: str, fence: int = 0) -> None:
+        await self._publish({"t": "lock", "note": note_id, "reason": reason, "fence": fence})
+
+    async def audit(
+        self, note_id: str, kind: str, session: str, user_id: str, fence: int, detail: str = ""
+    ) -> None:
+        try:
+            await self.store.record_lock_event(note_id, kind, session, user_id, fence, detail)
+        except Exception:
+            log.warning("lock audit write failed", extra={"note": note_id, "kind": kind})
+
+    async def _viewers(self, note_id: str) -> list[dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        for _, user in await self.presence.viewers(note_id):
+            seen.setdefault(user.id, user.wire())
+        return list(seen.values())
+
+    def _refresh(self, note_id: str, kind: str) -> None:
+        """Coalesce refreshes: at most one running and one pending per note+kind."""
+        key = (note_id, kind)
+        if key in self._refreshing:
+            self._refreshing[key] = True
+            return
+        self._refreshing[key] = False
+        self.spawn(self._run_refresh(note_id, kind))
+
+    async def _run_refresh(self, note_id: str, kind: str) -> None:
+        key = (note_id, kind)
+        try:
+            while True:
+                self._refreshing[key] = False
+                if note_id in self.note_peers:
+                    await (self._push_lock(note_id) if kind == "lock" else self._push_viewers(note_id))
+                if not self._refreshing.get(key):
+                    break
+        except Exception:
+            log.warning("refresh failed", extra={"note": note_id, "kind": kind}, exc_info=True)
+        finally:
+            self._refreshing.pop(key, None)
+
+    async def _push_lock(self, note_id: str) -> None:
+        lock = await self.tokens.lock_state(note_id)
+        frame = encode({"type": "lock", "note": note_id, "lock": lock.wire() if lock else None})
+        if self.last_lock.get(note_id) != frame:
+            self.last_lock[note_id] = frame
+            for peer in self.note_peers.get(note_id, ()):
+                peer.push(frame)
+
+    async def _push_viewers(self, note_id: str) -> None:
+        viewers = await self._viewers(note_id)
+        frame = encode({"type": "presence", "note": note_id, "viewers": viewers})
+        if self.last_viewers.get(note_id) != frame:
+            self.last_viewers[note_id] = frame
+            for peer in self.note_peers.get(note_id, ()):
+                peer.push(frame)
+
+    # -- bus ------------------------------------------------------------------------------
+    async def _publish(self, event: Event) -> None:
+        event["replica"] = self.replica_id
+        try:
+            await self.bus.publish(event)
+        except Exception:
+            # Pub/sub is at-most-once anyway (rule 7): apply locally and let the
+            # reconcile timer bring the other replicas up to date.
+            log.warning("bus publish failed", extra={"event": event.get("t")})
+            await self.on_event(event, local=True)
+
+    async def on_event(self, event: Event, local: bool = False) -> None:
+        kind = event.get("t")
+        note_id = str(event.get("note", ""))
+        if kind == "edited":
+            if event.get("replica") != self.replica_id or local:
+                frame = event["frame"]
+                await self._deliver(note_id, int(event["version"]), encode(frame),
+                                    float(event.get("ts", time.time())), "remote")  # fmt: skip
+        elif kind == "lock":
+            self._refresh(note_id, "lock")
+            await self.tokens.on_lock_event(note_id, str(event.get("reason", "")),
+                                            int(event.get("fence", 0)))  # fmt: skip
+        elif kind == "presence":
+            self._refresh(note_id, "presence")
+        elif kind == "moved":
+            await self._on_moved(str(event["session"]), str(event["socket"]))
+        elif kind == "access":
+            await self._on_access(str(event["user"]), event.get("note"))
+        elif kind == "kick":
+            peer = self.peers.get(str(event["session"]))
+            if peer is not None:
+                peer.close_soon(4403, "kicked by an administrator")
+        elif kind == "deleted":
+            for peer in list(self.note_peers.get(note_id, ())):
+                peer.push(encode({"type": "deleted", "note": note_id}))
+                peer.subs.pop(note_id, None)
+                peer.access.pop(note_id, None)
+            self._forget_note(note_id)
+
+    async def _on_moved(self, session: str, socket: str) -> None:
+        peer = self.peers.get(session)
+        if peer is not None and peer.socket_id == socket:
+            self._drop_subscriptions(peer)
+            del self.peers[session]
+            self.tokens.forget_session(session)
+            peer.close_soon(4409, "session resumed elsewhere")
+
+    async def _on_access(self, user_id: str, note_id: Any) -> None:
+        """Role or grant changed: re-check every local socket of the user at
+        once; drop what it may no longer see, fence what it may no longer
+        write (protocol.md, Roles and access)."""
+        record = await self.store.get_user(user_id)
+        for peer in [p for p in self.peers.values() if p.user.id == user_id]:
+            if record is None:
+                peer.close_soon(4403, "account removed")
+                continue
+            peer.user = record.user()
+            notes = [note_id] if isinstance(note_id, str) else list(peer.subs)
+            for nid in notes:
+                peer.access.pop(nid, None)
+                note = await self.store.get_note(nid)
+                access = await self.access_of(peer.user, note) if note else None
+                if access is None and nid in peer.subs:
+                    peer.close_soon(4403, "access revoked")
+                    break
+                if nid in peer.subs and access is not None:
+                    peer.access[nid] = access
+                    peer.push(encode({"type": "access", "note": nid, "access": access}))
+
+    async def user_access_changed(self, user_id: str, note_id: str | None) -> None:
+        """Called by the API after a role change or a grant removal. Fences any
+        token the user may no longer hold right here (it works even when the
+        holder's replica is cut off), then tells every replica."""
+        record = await self.store.get_user(user_id)
+        for session in await self.registry.sessions_of(user_id):
+            for nid in await self.registry.notes(session.session):
+                if note_id is not None and nid != note_id:
+                    continue
+                note = await self.store.get_note(nid)
+                if note is None:
+                    continue
+                user = record.user() if record else User(user_id, "", "guest")
+                if not can_write(await self.access_of(user, note)):
+                    view = await self.leases.view(nid)
+                    if getattr(view, "session", None) == session.session:
+                        await self.tokens.revoke(user, nid)
+        await self._publish({"t": "access", "user": user_id, "note": note_id})
+
+    async def kick(self, session: str) -> None:
+        record = await self.registry.get(session)
+        if record is None:
+            raise NotFound("no such session")
+        for nid in await self.registry.notes(session):
+            view = await self.leases.view(nid)
+            if getattr(view, "session", None) == session:
+                await self.tokens.revoke(record.user, nid)
+        await self._publish({"t": "kick", "session": session})
+
+    async def note_deleted(self, note_id: str) -> None:
+        await self._publish({"t": "deleted", "note": note_id})
+
+    async def revoke(self, actor: User, note_id: str) -> int:
+        note = await self.store.get_note(note_id)
+        if note is None:
+            raise NotFound("no such note")
+        if not can_manage(await self.access_of(actor, note)):
+            raise Forbidden("only the owner or an admin can revoke the token")
+        return await self.tokens.revoke(actor, note_id)
+
+    # -- reconcile ---------------------------------------------------------------------------
+    async def resync(self) -> None:
+        """The bus came back: we may have missed anything (rule 7)."""
+        self.metrics.bus_resyncs.inc()
+        await self._reconcile(full=True)
+
+    async def _reconcile_loop(self) -> None:
+        period = min(self.settings.reconcile_interval_s, self.settings.lease_ttl_ms / 3000.0)
+        tick = 0
+        while True:
+            await asyncio.sleep(min(1.0, period))
+            tick += 1
+            try:
+                await self.tokens.expire_overdue()
+                if tick * min(1.0, period) >= period:
+                    tick = 0
+                    await self._reconcile(full=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reconcile failed", exc_info=True)
+
+    async def _reconcile(self, full: bool) -> None:
+        if full:  # push everything again even if it looks unchanged
+            self.last_lock.clear()
+            self.last_viewers.clear()
+        if await self.leases.check_epoch():
+            log.warning("lock service lost its data; all leases are void (rule 8)")
+            await self.tokens.on_reset()
+        await self.tokens.poll()
+        for note_id in list(self.note_peers):
+            self._refresh(note_id, "lock")
+            self._refresh(note_id, "presence")
+            note = await self.store.get_note(note_id)
+            if note is None:
+                continue
+            known = self.note_version.get(note_id)
+            if known is not None and note.version > known:
+                async with self._note_lock(note_id):
+                    await self._fill_gap(note_id, self.note_version.get(note_id, known))

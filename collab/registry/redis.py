@@ -1,0 +1,155 @@
+"""Session registry in Redis.
+
+Keys: ``<prefix>:session:<sid>`` (hash: user json, replica, socket,
+connected_at; PX ttl), ``<prefix>:session:<sid>:notes`` (set of note ids, same
+ttl), ``<prefix>:sessions`` (set of sids; members whose hash expired are pruned
+on read). Claim and touch are compare-socket Lua scripts so a stale socket
+cannot steal back a session that moved (rule 9)."""
+
+from __future__ import annotations
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from collab.errors import Unavailable
+from collab.registry.base import SessionRecord, SessionRegistry
+from collab.types import User
+
+_CLAIM = """
+local old = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'user', ARGV[1], 'replica', ARGV[2], 'socket', ARGV[3],
+           'connected_at', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
+redis.call('SADD', KEYS[3], ARGV[6])
+return old
+"""
+
+_TOUCH = """
+if redis.call('HGET', KEYS[1], 'socket') ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return 1
+"""
+
+_FORGET = """
+if redis.call('HGET', KEYS[1], 'socket') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[2])
+return 1
+"""
+
+
+class RedisSessionRegistry(SessionRegistry):
+    def __init__(self, url: str, prefix: str = "collab") -> None:
+        self._url = url
+        self._prefix = prefix
+        self._redis: aioredis.Redis | None = None
+
+    @property
+    def _r(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise Unavailable("session registry not started")
+        return self._redis
+
+    def _k(self, session: str) -> tuple[str, str, str]:
+        base = f"{self._prefix}:session:{session}"
+        return base, base + ":notes", f"{self._prefix}:sessions"
+
+    async def start(self) -> None:
+        self._redis = aioredis.from_url(
+            self._url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
+            max_connections=32, health_check_interval=10,
+        )  # fmt: skip
+        self._claim = self._redis.register_script(_CLAIM)
+        self._touch = self._redis.register_script(_TOUCH)
+        self._forget = self._redis.register_script(_FORGET)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    @staticmethod
+    def _record(session: str, fields: dict[str, str]) -> SessionRecord | None:
+        if not fields or "user" not in fields:
+            return None
+        u = orjson.loads(fields["user"])
+        return SessionRecord(
+            session=session,
+            user=User(u["id"], u["name"], u["role"]),
+            replica=fields.get("replica", ""),
+            socket=fields.get("socket", ""),
+            connected_at=fields.get("connected_at", ""),
+        )
+
+    async def claim(self, record: SessionRecord, ttl_ms: int) -> SessionRecord | None:
+        keys = self._k(record.session)
+        user = orjson.dumps(record.user.wire()).decode()
+        args = [user, record.replica, record.socket, record.connected_at, ttl_ms, record.session]
+        try:
+            old = await self._claim(keys=list(keys), args=args)
+        except RedisError:
+            raise Unavailable() from None
+        pairs = dict(zip(old[::2], old[1::2], strict=True)) if old else {}
+        return self._record(record.session, pairs)
+
+    async def get(self, session: str) -> SessionRecord | None:
+        try:
+            fields = await self._r.hgetall(self._k(session)[0])
+        except RedisError:
+            raise Unavailable() from None
+        return self._record(session, fields)
+
+    async def touch(self, session: str, socket: str, ttl_ms: int) -> bool:
+        try:
+            return bool(await self._touch(keys=list(self._k(session)[:2]), args=[socket, ttl_ms]))
+        except RedisError:
+            raise Unavailable() from None
+
+    async def forget(self, session: str, socket: str) -> None:
+        try:
+            await self._forget(keys=list(self._k(session)), args=[socket, session])
+        except RedisError:
+            raise Unavailable() from None
+
+    async def add_note(self, session: str, note_id: str) -> None:
+        base, notes, _ = self._k(session)
+        try:
+            ttl = await self._r.pttl(base)
+            await self._r.sadd(notes, note_id)
+            if ttl and ttl > 0:
+                await self._r.pexpire(notes, ttl)
+        except RedisError:
+            raise Unavailable() from None
+
+    async def remove_note(self, session: str, note_id: str) -> None:
+        try:
+            await self._r.srem(self._k(session)[1], note_id)
+        except RedisError:
+            raise Unavailable() from None
+
+    async def notes(self, session: str) -> set[str]:
+        try:
+            return set(await self._r.smembers(self._k(session)[1]))
+        except RedisError:
+            raise Unavailable() from None
+
+    async def sessions(self) -> list[SessionRecord]:
+        try:
+            sids = await self._r.smembers(self._k("x")[2])
+            out = []
+            for sid in sorted(sids):
+                record = self._record(sid, await self._r.hgetall(self._k(sid)[0]))
+                if record is None:
+                    await self._r.srem(self._k(sid)[2], sid)
+                else:
+                    out.append(record)
+            return out
+        except RedisError:
+            raise Unavailable() from None
+
+    async def sessions_of(self, user_id: str) -> list[SessionRecord]:
+        return [r for r in await self.sessions() if r.user.id == user_id]

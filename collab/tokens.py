@@ -1,0 +1,327 @@
+"""The write token of each note: grant, queue, renew, release, revoke, expiry
+and Redis-reset handling, for the sessions served by this replica.
+
+The lease (``collab.leases``) decides who should be writing; PostgreSQL's
+``notes.fence`` decides whose writes count (architecture.md). A grant is only
+reported after ``store.advance_fence`` committed it (rule 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from collab.access import can_write
+from collab.errors import Forbidden, Locked, NotFound, Unavailable
+from collab.leases.base import LeaseView
+from collab.messages import Rid, encode
+from collab.types import LockState, LossReason, User
+
+if TYPE_CHECKING:
+    from collab.hub import Hub
+    from collab.peer import Peer
+
+log = logging.getLogger("collab.tokens")
+
+_GRANT_ATTEMPTS = 4
+
+
+@dataclass
+class Held:
+    fence: int
+    deadline: float  # monotonic seconds: the lease ends here unless renewed
+
+
+@dataclass
+class Waiting:
+    rid: Rid
+    user: User
+    retry: asyncio.TimerHandle | None = None
+
+
+class Tokens:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.settings = hub.settings
+        self.leases = hub.leases
+        self.store = hub.store
+        self.metrics = hub.metrics
+        self.held: dict[str, dict[str, Held]] = {}  # session -> note -> lease
+        self.waiting: dict[str, dict[str, Waiting]] = {}  # session -> note -> wait
+        self.paused_until = 0.0  # monotonic; grants paused after a Redis reset (rule 8)
+        # Test-only fault hook: seconds to stall between the Redis grant and the
+        # PostgreSQL fence advance (issue 4 kills a replica inside this window).
+        self.fault_stall_after_grant_s = 0.0
+
+    @property
+    def ttl_s(self) -> float:
+        return self.settings.lease_ttl_ms / 1000.0
+
+    # -- queries ---------------------------------------------------------------
+    async def lock_state(self, note_id: str) -> LockState | None:
+        view = await self.leases.view(note_id)
+        return view.lock_state() if isinstance(view, LeaseView) else None
+
+    def leases_of(self, session: str) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {"note": n, "fence": h.fence, "ttl_ms": max(0, int((h.deadline - now) * 1000))}
+            for n, h in sorted(self.held.get(session, {}).items())
+        ]
+
+    # -- acquire -----------------------------------------------------------------
+    async def acquire(self, peer: Peer, note_id: str, wait: bool, rid: Rid) -> dict[str, Any]:
+        access = await self.hub.access_for(peer, note_id)
+        if not can_write(access) or peer.user.role == "guest":
+            raise Forbidden("you cannot write to this note")
+        if time.monotonic() < self.paused_until:
+            left = self.paused_until - time.monotonic()
+            raise Unavailable(f"token grants are paused after a lock-service reset ({left:.1f}s)")
+        outcome = await self._try(peer.session, peer.user, note_id, wait)
+        if outcome[0] == "granted":
+            self._forget_wait(peer.session, note_id)
+            return {"type": "granted", "rid": rid, "note": note_id, "fence": outcome[1],
+                    "ttl_ms": self.settings.lease_ttl_ms}  # fmt: skip
+        if outcome[0] == "queued":
+            entry = self.waiting.setdefault(peer.session, {}).get(note_id)
+            if entry is None:
+                self.waiting[peer.session][note_id] = Waiting(rid, peer.user)
+            else:
+                entry.rid = rid  # the latest acquire's rid gets the deferred granted
+            await self.hub.lock_changed(note_id, "queued")
+            self._schedule_retry(peer.session, note_id)
+            return {"type": "queued", "rid": rid, "note": note_id, "position": outcome[1]}
+        raise Locked()
+
+    async def _try(self, session: str, user: User, note_id: str, wait: bool) -> tuple[str, int]:
+        """Redis step then PostgreSQL step; returns (kind, fence|position)."""
+        for _ in range(_GRANT_ATTEMPTS):
+            result = await self.leases.try_acquire(note_id, session, user, wait)
+            if result.kind != "granted":
+                return result.kind, result.position
+            if result.already:
+                self._hold(session, note_id, result.fence)
+                return "granted", result.fence
+            if self.fault_stall_after_grant_s:
+                await asyncio.sleep(self.fault_stall_after_grant_s)
+            try:
+                stored = await self.store.advance_fence(note_id, result.fence)
+            except NotFound:
+                await self.leases.drop(note_id, session, result.fence)
+                raise
+            except Exception:
+                # The grant never counted (rule 1): give the lease back at once.
+                await self._drop_quietly(note_id, session, result.fence)
+                raise
+            if stored == result.fence:
+                await self._granted(session, user, note_id, result.fence)
+                return "granted", result.fence
+            # PostgreSQL is the authority: Redis lost its counter. Raise it and retry.
+            log.warning("fence counter behind database", extra={"note": note_id, "db": stored})
+            await self.leases.raise_fence(note_id, stored)
+            await self._drop_quietly(note_id, session, result.fence)
+        raise Unavailable("could not grant the token; retry")
+
+    async def _drop_quietly(self, note_id: str, session: str, fence: int) -> None:
+        try:
+            await self.leases.drop(note_id, session, fence)
+        except Exception:  # the lease then simply expires
+            log.warning("could not drop refused grant", extra={"note": note_id})
+
+    def _hold(self, session: str, note_id: str, fence: int) -> None:
+        self.held.setdefault(session, {})[note_id] = Held(fence, time.monotonic() + self.ttl_s)
+
+    async def _granted(self, session: str, user: User, note_id: str, fence: int) -> None:
+        self._hold(session, note_id, fence)
+        self.metrics.grants.inc()
+        await self.hub.registry.add_note(session, note_id)
+        await self.hub.audit(note_id, "granted", session, user.id, fence)
+        await self.hub.lock_changed(note_id, "granted", fence=fence)
+
+    # -- waiters -----------------------------------------------------------------
+    def _forget_wait(self, session: str, note_id: str) -> None:
+        entry = self.waiting.get(session, {}).pop(note_id, None)
+        if entry is not None and entry.retry is not None:
+            entry.retry.cancel()
+        if session in self.waiting and not self.waiting[session]:
+            del self.waiting[session]
+
+    def _schedule_retry(self, session: str, note_id: str, delay_s: float | None = None) -> None:
+        """Waiters' replicas poll (rule 6: expiry events are unreliable); the
+        delay is the time until the lease or lock-delay ends, capped at TTL/3."""
+        entry = self.waiting.get(session, {}).get(note_id)
+        if entry is None:
+            return
+        if entry.retry is not None:
+            entry.retry.cancel()
+        delay = self.ttl_s / 3 if delay_s is None else min(delay_s, self.ttl_s / 3)
+        loop = asyncio.get_running_loop()
+        entry.retry = loop.call_later(
+            max(delay, 0.0), lambda: self.hub.spawn(self.try_waiter(session, note_id))
+        )
+
+    async def try_waiter(self, session: str, note_id: str) -> None:
+        entry = self.waiting.get(session, {}).get(note_id)
+        peer = self.hub.peers.get(session)
+        if entry is None or peer is None:
+            return
+        try:
+            wait_ms = await self.leases.grantable_in_ms(note_id, session)
+            if wait_ms > 0 or time.monotonic() < self.paused_until:
+                self._schedule_retry(session, note_id, wait_ms / 1000.0 + 0.01)
+                return
+            kind, value = await self._try(session, entry.user, note_id, True)
+        except Exception:
+            log.warning("waiter grant failed", extra={"note": note_id}, exc_info=True)
+            self._schedule_retry(session, note_id)
+            return
+        if kind == "granted":
+            self._forget_wait(session, note_id)
+            peer.push(encode({"type": "granted", "rid": entry.rid, "note": note_id,
+                              "fence": value, "ttl_ms": self.settings.lease_ttl_ms}))  # fmt: skip
+        else:
+            self._schedule_retry(session, note_id)
+
+    async def wake_waiters(self, note_id: str) -> None:
+        """A lock event for ``note_id``: let our waiters on it try now."""
+        for session, notes in list(self.waiting.items()):
+            if note_id in notes:
+                self.hub.spawn(self.try_waiter(session, note_id))
+
+    # -- renew / release -----------------------------------------------------------
+    async def heartbeat(self, peer: Peer) -> list[dict[str, Any]]:
+        session = peer.session
+        for note_id, held in list(self.held.get(session, {}).items()):
+            ok = await self.leases.renew(note_id, session, held.fence)
+            if ok:
+                held.deadline = time.monotonic() + self.ttl_s
+                self.metrics.renewals.inc()
+            else:
+                await self.lose(session, note_id, "expired")
+        for note_id in list(self.waiting.get(session, {})):
+            if await self.leases.renew_waiter(note_id, session) == 0:
+                # Our queue entry vanished (expired or a Redis reset): rejoin.
+                self.hub.spawn(self.try_waiter(session, note_id))
+        return self.leases_of(session)
+
+    async def release(self, peer: Peer, note_id: str, fence: int | None, rid: Rid) -> dict[str, Any]:
+        session = peer.session
+        held = self.held.get(session, {}).get(note_id)
+        if held is not None and (fence is None or fence == held.fence):
+            await self.leases.release(note_id, session, held.fence)
+            self.held[session].pop(note_id, None)
+            await self.hub.registry.remove_note(session, note_id)
+            await self.hub.audit(note_id, "released", session, peer.user.id, held.fence)
+            self.hub.spawn(self.hub.save_revision(note_id, peer.user.id))
+        elif held is None and fence is not None:
+            # A release for a lease this replica does not track (e.g. right
+            # after a resume): still a compare-owner delete, so it is safe.
+            await self.leases.release(note_id, session, fence)
+        if note_id in self.waiting.get(session, {}):
+            await self.leases.leave_queue(note_id, session)
+            self._forget_wait(session, note_id)
+        await self.hub.lock_changed(note_id, "released")
+        return {"type": "released", "rid": rid, "note": note_id}
+
+    async def release_all(self, session: str, user_id: str) -> None:
+        """A clean goodbye (close 1000/1001): hand every token over at once."""
+        for note_id, held in list(self.held.get(session, {}).items()):
+            try:
+                await self.leases.release(note_id, session, held.fence)
+                await self.hub.audit(note_id, "released", session, user_id, held.fence)
+                await self.hub.lock_changed(note_id, "released")
+            except Exception:
+                log.warning("release on close failed", extra={"note": note_id})
+        self.held.pop(session, None)
+        await self.leave_all_queues(session)
+
+    async def leave_all_queues(self, session: str) -> None:
+        for note_id in list(self.waiting.get(session, {})):
+            try:
+                await self.leases.leave_queue(note_id, session)
+                await self.hub.lock_changed(note_id, "queue")
+            except Exception:
+                log.warning("leave queue failed", extra={"note": note_id})
+            self._forget_wait(session, note_id)
+
+    def forget_session(self, session: str) -> None:
+        """The session moved to another replica: stop tracking it here."""
+        self.held.pop(session, None)
+        for note_id in list(self.waiting.get(session, {})):
+            self._forget_wait(session, note_id)
+
+    # -- revoke / loss ----------------------------------------------------------------
+    async def revoke(self, actor: User, note_id: str) -> int:
+        """Fence the current holder out: the new fence is committed to
+        PostgreSQL before anyone is told (rule 5)."""
+        fence = await self.leases.revoke(note_id)
+        stored = await self.store.advance_fence(note_id, fence)
+        if stored > fence:
+            await self.leases.raise_fence(note_id, stored)
+            fence = stored
+        self.metrics.revokes.inc()
+        await self.hub.audit(note_id, "revoked", "", actor.id, fence, f"by {actor.name}")
+        await self.hub.lock_changed(note_id, "revoked", fence=fence)
+        return fence
+
+    async def lose(self, session: str, note_id: str, reason: LossReason) -> None:
+        held = self.held.get(session, {}).pop(note_id, None)
+        if held is None:
+            return
+        counter = {"expired": self.metrics.expiries, "reset": self.metrics.resets}
+        if reason in counter:
+            counter[reason].inc()
+        peer = self.hub.peers.get(session)
+        user_id = peer.user.id if peer else ""
+        if peer is not None:
+            peer.push(encode({"type": "lease_lost", "note": note_id, "fence": held.fence,
+                              "reason": reason}))  # fmt: skip
+        try:
+            await self.hub.registry.remove_note(session, note_id)
+            await self.hub.audit(note_id, reason, session, user_id, held.fence)
+        except Exception:
+            log.warning("could not record lease loss", extra={"note": note_id})
+        await self.hub.lock_changed(note_id, reason)
+
+    async def on_lock_event(self, note_id: str, reason: str, fence: int) -> None:
+        """Another replica changed the note's token: tell our holder if it was
+        revoked, and let our waiters try."""
+        for session, notes in list(self.held.items()):
+            held = notes.get(note_id)
+            if held is not None and fence > held.fence:
+                await self.lose(session, note_id, "revoked" if reason == "revoked" else "expired")
+        await self.wake_waiters(note_id)
+
+    async def expire_overdue(self) -> None:
+        """Holders whose heartbeat stopped: their lease is gone by now."""
+        now = time.monotonic()
+        for session, notes in list(self.held.items()):
+            for note_id, held in list(notes.items()):
+                if held.deadline <= now:
+                    await self.lose(session, note_id, "expired")
+
+    async def on_reset(self) -> None:
+        """Redis lost its data (rule 8): every lease is lost; pause grants for
+        TTL + lock-delay so no new holder overlaps one that has not noticed."""
+        self.paused_until = time.monotonic() + (
+            self.settings.lease_ttl_ms + self.settings.lock_delay_ms
+        ) / 1000.0
+        for session, notes in list(self.held.items()):
+            for note_id in list(notes):
+                await self.lose(session, note_id, "reset")
+        for session, notes in list(self.waiting.items()):
+            for note_id in notes:
+                self._schedule_retry(session, note_id, self.paused_until - time.monotonic())
+
+    async def poll(self) -> None:
+        """Periodic safety net: re-try every waiter (rule 6)."""
+        for session, notes in list(self.waiting.items()):
+            for note_id in list(notes):
+                self.hub.spawn(self.try_waiter(session, note_id))
+
+    def adopt(self, session: str, note_id: str, fence: int) -> None:
+        """A resumed session's live lease now served from this replica."""
+        self._hold(session, note_id, fence)

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then run every suite and linter.
+# Works on a fresh Debian machine (apt, pip, npm); uses COLLAB_TEST_DATABASE_URL /
+# COLLAB_TEST_REDIS_URL when given and reachable, else the tests start throwaway
+# PostgreSQL/Redis instances themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export PATH="$ROOT/.venv/bin:$PATH"
+
+log() { printf '\n=== %s\n' "$*"; }
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# --- system packages -----------------------------------------------------------
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v nginx >/dev/null || need+=(nginx)
+command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs npm)
+command -v python3 >/dev/null || need+=(python3 python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  log "apt-get install ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ -z "${COLLAB_TEST_PG_BIN:-}" ]; then
+  COLLAB_TEST_PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  export COLLAB_TEST_PG_BIN
+fi
+
+# --- python ----------------------------------------------------------------------
+log "python environment"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+
+# --- services: reuse local ones only if they really answer -------------------------
+if [ -z "${COLLAB_TEST_DATABASE_URL:-}" ]; then
+  if .venv/bin/python -c "import asyncio,asyncpg;asyncio.run(asyncpg.connect('postgresql://postgres@127.0.0.1:5432/postgres',timeout=2))" 2>/dev/null; then
+    export COLLAB_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres
+  fi
+fi
+if [ -z "${COLLAB_TEST_REDIS_URL:-}" ]; then
+  if .venv/bin/python -c "import redis;redis.Redis(host='127.0.0.1',port=6379,socket_timeout=2).ping()" 2>/dev/null; then
+    export COLLAB_TEST_REDIS_URL=redis://127.0.0.1:6379/0
+  fi
+fi
+echo "database: ${COLLAB_TEST_DATABASE_URL:-throwaway}  redis: ${COLLAB_TEST_REDIS_URL:-throwaway}"
+
+# --- frontend build first: the browser and gateway tests serve it ----------------
+if [ -f frontend/package.json ]; then
+  log "frontend: install, lint, typecheck, unit tests, build"
+  (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run lint && npm run typecheck \
+     && npm test && npm run build)
+fi
+
+# --- python linters ------------------------------------------------------------------
+log "ruff + mypy"
+ruff check .
+ruff format --check .
+mypy collab
+
+# --- python suites -------------------------------------------------------------------
+log "pytest"
+pytest -q -m "not soak" -p no:cacheprovider
+
+if [ -f frontend/package.json ]; then
+  log "frontend: browser tests (Playwright + system Chromium)"
+  (cd frontend && npm run e2e)
+fi
+
+if grep -rqs "pytest.mark.soak" tests; then
+  log "soak (randomized fault soak, seed printed)"
+  pytest -q -m soak -p no:cacheprovider
+fi
+log "all suites passed"
