@@ -16,10 +16,18 @@ from starlette.routing import Route
 from collab.access import can_create_notes, can_manage, is_admin, note_access
 from collab.auth import hash_password, iso_from_unix, verify_password
 from collab.errors import BadRequest, Forbidden, NotFound, TooLarge, Unauthorized
-from collab.types import GRANTS, ROLES, VISIBILITIES, Note, User
+from collab.messages import NOTE_ID
+from collab.types import GRANTS, ROLES, VISIBILITIES, Note, User, Visibility
 
 if TYPE_CHECKING:
     from collab.app import Runtime
+
+
+def client_ip(request: Request) -> str:
+    from collab.app import client_ip as peer_address
+
+    return peer_address(request)
+
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 MAX_USERNAME_CHARS = 40
@@ -93,7 +101,8 @@ async def caller(request: Request) -> User:
 async def load_note(request: Request, user: User) -> tuple[Note, str]:
     rt = rt_of(request)
     note_id = request.path_params["note_id"]
-    note = await rt.store.get_note(note_id) if len(note_id) <= 64 else None
+    valid = len(note_id) <= 64 and NOTE_ID.fullmatch(note_id)
+    note = await rt.store.get_note(note_id) if valid else None
     if note is None:
         raise NotFound("no such note")
     access = await rt.hub.access_of(user, note)
@@ -124,14 +133,17 @@ def _credentials(data: dict[str, Any]) -> tuple[str, str]:
 async def login(request: Request) -> Response:
     rt = rt_of(request)
     name, password = _credentials(await body(request))
-    keys = [f"user:{name.lower()}", f"ip:{request.client.host if request.client else ''}"]
+    account = [name.lower()]
+    ip = [client_ip(request)]
     now = time.monotonic()
-    rt.login_throttle.check(keys, now)
+    rt.account_throttle.check(account, now)
+    rt.ip_throttle.check(ip, now)
     record = await rt.store.get_user_by_name(name)
     if not verify_password(record.password_hash if record else None, password) or record is None:
-        rt.login_throttle.failed(keys, now)
+        rt.account_throttle.failed(account, now)
+        rt.ip_throttle.failed(ip, now)
         raise Unauthorized("wrong username or password")
-    rt.login_throttle.succeeded(keys[:1])
+    rt.account_throttle.succeeded(account)
     return _token_reply(request, record.user())
 
 
@@ -204,7 +216,9 @@ async def create_note(request: Request) -> Response:
     if not title.strip():
         raise BadRequest("title must not be empty")
     content = field_str(data, "content", max_len=rt.settings.max_note_chars, required=False)
-    visibility = field_choice(data, "visibility", VISIBILITIES, required=False) or "private"
+    visibility: Visibility = (
+        field_choice(data, "visibility", VISIBILITIES, required=False) or "private"
+    )
     note = await rt.store.create_note(user.id, title, content or "", visibility)
     return json(note.wire("admin"), 201)
 
@@ -252,7 +266,9 @@ async def list_access(request: Request) -> Response:
     if not can_manage(access):  # type: ignore[arg-type]
         raise Forbidden("only the owner or an admin can see who has access")
     grants = await rt_of(request).store.list_access(note.id)
-    return json({"grants": [{"user": {"id": u.id, "name": u.name}, "access": g} for u, g in grants]})
+    return json(
+        {"grants": [{"user": {"id": u.id, "name": u.name}, "access": g} for u, g in grants]}
+    )
 
 
 async def put_access(request: Request) -> Response:

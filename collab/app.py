@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 import uuid
@@ -15,7 +16,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -42,6 +43,7 @@ log = logging.getLogger("collab.app")
 
 # Live runtimes of this process, so a SIGTERM handler can drain them.
 RUNTIMES: set[Runtime] = set()
+_DRAINS: set[asyncio.Task[None]] = set()
 
 
 class Runtime:
@@ -54,7 +56,11 @@ class Runtime:
         self.registry = hub.registry
         self.metrics = metrics
         self.codec = TokenCodec(settings)
-        self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_s)
+        # Brute-force brakes: tight per account, looser per IP (NAT, shared offices).
+        self.account_throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_s)
+        self.ip_throttle = LoginThrottle(
+            settings.login_max_failures_per_ip, settings.login_lockout_s
+        )
         self.connect_throttle = KeyedBuckets(
             settings.connect_rate_per_ip_per_s, settings.connect_burst_per_ip
         )
@@ -195,7 +201,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if rt.draining:
             await websocket.close(code=1012)
             return
-        await Connection(websocket, rt, client_ip(websocket, settings)).run()
+        await Connection(websocket, rt, client_ip(websocket)).run()
 
     async def livez(request: Request) -> Response:
         return api.json({"status": "ok"})
@@ -213,7 +219,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 checks[name] = "down"
         checks["bus"] = "ok" if rt.hub.bus.connected else "down"
         ok = all(v == "ok" for v in checks.values())
-        return api.json({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+        return api.json(
+            {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+        )
 
     async def metrics_endpoint(request: Request) -> Response:
         rt: Runtime = request.app.state.runtime
@@ -255,7 +263,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: on_unexpected,
         },
     )
-    app.add_middleware(RequestContext, metrics_of=lambda: getattr(holder.get("rt"), "metrics", None))
+    app.add_middleware(
+        RequestContext, metrics_of=lambda: getattr(holder.get("rt"), "metrics", None)
+    )
     app.add_middleware(SecurityHeaders)
     return app
 
@@ -285,13 +295,18 @@ class SecurityHeaders:
         await self.app(scope, receive, send_wrapper)
 
 
-def client_ip(ws: WebSocket, settings: Settings) -> str:
-    """The peer address; behind the gateway, nginx's X-Real-IP when the
-    direct peer is a trusted proxy (loopback or private network)."""
-    host = ws.client.host if ws.client else "unknown"
-    real = ws.headers.get("x-real-ip")
-    if real and (host.startswith(("127.", "10.", "192.168.", "172.")) or host == "::1"):
-        return real[:64]
+def client_ip(conn: HTTPConnection) -> str:
+    """The peer address; behind the gateway, nginx's X-Real-IP, trusted only
+    when the direct peer is loopback or a private network (the gateway)."""
+    host = conn.client.host if conn.client else "unknown"
+    real = conn.headers.get("x-real-ip")
+    if real:
+        try:
+            peer = ipaddress.ip_address(host)
+        except ValueError:
+            return host
+        if peer.is_loopback or peer.is_private:
+            return real.strip()[:64]
     return host
 
 
@@ -302,4 +317,6 @@ def drain_runtimes() -> None:
     except RuntimeError:
         return
     for runtime in list(RUNTIMES):
-        loop.create_task(runtime.drain())
+        task = loop.create_task(runtime.drain())
+        _DRAINS.add(task)  # keep a reference until done
+        task.add_done_callback(_DRAINS.discard)

@@ -123,9 +123,7 @@ class LoginThrottle:
 
     def failed(self, keys: list[str], now: float) -> None:
         if len(self.failures) >= self.max_keys:
-            self.failures = {
-                k: v for k, v in self.failures.items() if now - v[1] < self.lockout_s
-            }
+            self.failures = {k: v for k, v in self.failures.items() if now - v[1] < self.lockout_s}
         for key in keys:
             count, since = self.failures.get(key, (0, now))
             if now - since >= self.lockout_s:

@@ -55,7 +55,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from uvicorn.supervisors import Multiprocess
 
         sock = config.bind_socket()
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        # Each worker runs a plain uvicorn Server: its lifespan shutdown still
+        # drains (presence, 1012), only without the readiness flip first.
+        Multiprocess(config, sockets=[sock]).run()
     else:
         if settings.embedded:
             _print_first_run_hint(settings)

@@ -10,6 +10,7 @@ replays the missing edits from the store before pushing (rule 7).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -68,6 +69,8 @@ class Hub:
         self._loop_task: asyncio.Task[None] | None = None
         self.tokens = Tokens(self)
         self.draining = False
+        self._timelines_seen = store.timeline_changes
+        self._timeline_changes = 0  # store failovers already acted on (rule 10)
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -207,7 +210,9 @@ class Hub:
                     self.settings.lease_ttl_ms,
                 )  # fmt: skip
         for note_id in list(peer.subs):
-            if await self.presence.touch(note_id, peer.session, peer.user, self.settings.lease_ttl_ms):
+            if await self.presence.touch(
+                note_id, peer.session, peer.user, self.settings.lease_ttl_ms
+            ):
                 await self._publish({"t": "presence", "note": note_id})
         return await self.tokens.heartbeat(peer)
 
@@ -232,7 +237,10 @@ class Hub:
 
     # -- subscriptions -------------------------------------------------------------
     async def subscribe(self, peer: Peer, note_id: str, rid: Rid) -> None:
-        if note_id not in peer.subs and len(peer.subs) >= self.settings.max_subscriptions_per_socket:
+        if (
+            note_id not in peer.subs
+            and len(peer.subs) >= self.settings.max_subscriptions_per_socket
+        ):
             self.metrics.rate_limited.labels("subscriptions").inc()
             raise RateLimited(
                 f"at most {self.settings.max_subscriptions_per_socket} subscriptions per socket"
@@ -338,10 +346,8 @@ class Hub:
         return ack
 
     async def save_revision(self, note_id: str, by_id: str | None) -> None:
-        try:
+        with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to keep
             await self.store.save_revision(note_id, by_id)
-        except NotFound:
-            pass
 
     def _note_lock(self, note_id: str) -> asyncio.Lock:
         lock = self._note_locks.get(note_id)
@@ -349,7 +355,9 @@ class Hub:
             lock = self._note_locks[note_id] = asyncio.Lock()
         return lock
 
-    async def _deliver(self, note_id: str, version: int, frame: str, ts: float, origin: str) -> None:
+    async def _deliver(
+        self, note_id: str, version: int, frame: str, ts: float, origin: str
+    ) -> None:
         """Push edit ``version`` to local subscribers in order, replaying any
         versions this replica missed from the store first."""
         if note_id not in self.note_peers:
@@ -419,7 +427,9 @@ class Hub:
             while True:
                 self._refreshing[key] = False
                 if note_id in self.note_peers:
-                    await (self._push_lock(note_id) if kind == "lock" else self._push_viewers(note_id))
+                    await (
+                        self._push_lock(note_id) if kind == "lock" else self._push_viewers(note_id)
+                    )
                 if not self._refreshing.get(key):
                     break
         except Exception:
@@ -582,6 +592,29 @@ class Hub:
         if await self.leases.check_epoch():
             log.warning("lock service lost its data; all leases are void (rule 8)")
             await self.tokens.on_reset()
+        timelines = self.store.timeline_changes
+        if timelines != self._timelines_seen:
+            # A failover: with asynchronous replication acknowledged edits may
+            # be gone, so no token granted before it may be trusted (rule 10).
+            self._timelines_seen = timelines
+            log.warning("database timeline changed; all leases are void (rule 10)")
+            await self.tokens.on_reset()
+        timeline_changes = getattr(self.store, "timeline_changes", 0)
+        if timeline_changes > self._timeline_changes:
+            # Rule 10: the database failed over; a fence advance acked by the
+            # old primary may be gone, so every lease is void. Its Redis lease
+            # goes too, or a re-acquire would hand back the same fence
+            # without advancing it on the new primary.
+            self._timeline_changes = timeline_changes
+            log.warning("database timeline changed; all leases are void (rule 10)")
+            held = [(s, n, h.fence) for s, notes in self.tokens.held.items()
+                    for n, h in notes.items()]  # fmt: skip
+            await self.tokens.on_reset()
+            for session, note_id, fence in held:
+                try:
+                    await self.leases.drop(note_id, session, fence)
+                except Exception:  # the lease then simply expires
+                    log.warning("could not drop a voided lease", extra={"note": note_id})
         await self.tokens.poll()
         for note_id in list(self.note_peers):
             self._refresh(note_id, "lock")

@@ -9,6 +9,7 @@ toward the abuse limit, flagged by ``abusive``).
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -145,7 +146,7 @@ def _parse_object(obj: dict[str, Any], rid: Rid, limits: Limits) -> ClientMessag
     if kind == "hello":
         return Hello(
             token=_str(obj, "token", limits.max_token_chars),
-            resume=_opt_str(obj, "resume", 64),
+            resume=_opt_id(obj, "resume"),
             client=_opt_str(obj, "client", 128),
             rid=rid,
         )
@@ -235,8 +236,21 @@ def _opt_str(obj: dict[str, Any], key: str, max_len: int) -> str | None:
     return _str(obj, key, max_len)
 
 
+NOTE_ID = re.compile(r"[A-Za-z0-9_-]+")  # note and session ids: safe in Redis keys
+
+
+def _opt_id(obj: dict[str, Any], key: str) -> str | None:
+    value = _opt_str(obj, key, 64)
+    if value is not None and not NOTE_ID.fullmatch(value):
+        raise BadRequest(f"field {key!r} must be an id (letters, digits, '-', '_')")
+    return value
+
+
 def _note(obj: dict[str, Any], limits: Limits) -> str:
-    return _str(obj, "note", limits.max_note_id_chars)
+    note = _str(obj, "note", limits.max_note_id_chars)
+    if not NOTE_ID.fullmatch(note):
+        raise BadRequest("field 'note' must be a note id (letters, digits, '-', '_')")
+    return note
 
 
 def _nonneg_int(obj: dict[str, Any], key: str, label: str | None = None) -> int:

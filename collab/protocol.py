@@ -49,7 +49,9 @@ class KeyedBuckets:
 
     def _evict(self, now: float) -> None:
         full_after = self.burst / self.rate
-        stale = [k for k, b in self.buckets.items() if b.stamp is None or now - b.stamp > full_after]
+        stale = [
+            k for k, b in self.buckets.items() if b.stamp is None or now - b.stamp > full_after
+        ]
         for key in stale:
             del self.buckets[key]
         if len(self.buckets) >= self.max_keys:
@@ -71,4 +73,3 @@ class AbuseCounter:
         """Record one bad frame; True when the connection must be closed."""
         self.count += 1
         return self.count > self.limit
-

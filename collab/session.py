@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -138,7 +139,9 @@ class Connection:
             resumed, leases = await self.hub.attach(self, msg.resume)
         except CollabError as exc:
             await self._send_now(exc.wire(msg.rid))
-            code = {"forbidden": 4403, "rate_limited": 1008, "unavailable": 1011}.get(exc.code, 4401)
+            code = {"forbidden": 4403, "rate_limited": 1008, "unavailable": 1011}.get(
+                exc.code, 4401
+            )
             await self._close_ws(code, exc.code)
             raise _Closed() from None
         self._attached = True
@@ -157,7 +160,9 @@ class Connection:
             while self._close is None:
                 receive = asyncio.ensure_future(self.ws.receive())
                 closing = asyncio.ensure_future(self._closed.wait())
-                done, _ = await asyncio.wait({receive, closing}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {receive, closing}, return_when=asyncio.FIRST_COMPLETED
+                )
                 if receive not in done:
                     receive.cancel()
                     return False
@@ -172,7 +177,7 @@ class Connection:
             self.rt.connections.discard(self)
         return False
 
-    async def _frame(self, raw: dict[str, Any]) -> None:
+    async def _frame(self, raw: Mapping[str, Any]) -> None:
         now = time.monotonic()
         if not self._frames.take(now):
             self.rt.metrics.rate_limited.labels("frames").inc()

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,18 @@ class Settings:
     sqlite_path: str = "collab-data/collab.db"
     redis_url: str = ""
     redis_prefix: str = "collab"
+    redis_socket_timeout_s: float = 2.0
+    redis_pool_max: int = 32
+    bus_ping_interval_s: float = 1.0
+    bus_ping_timeout_s: float = 1.0
+    bus_reconnect_min_s: float = 0.05
+    bus_reconnect_max_s: float = 5.0
     db_pool_min: int = 1
     db_pool_max: int = 10
+    db_connect_timeout_s: float = 5.0
+    db_command_timeout_s: float = 30.0
+    db_replica_retry_s: float = 5.0
+    sqlite_busy_timeout_ms: int = 5000
     migrate_on_start: bool = True
 
     # --- auth ----------------------------------------------------------------
@@ -58,6 +68,7 @@ class Settings:
     bootstrap_admin_password: str = ""
     min_password_chars: int = 8
     login_max_failures: int = 5
+    login_max_failures_per_ip: int = 50
     login_lockout_s: float = 60.0
 
     # --- write token -------------------------------------------------------
@@ -89,7 +100,10 @@ class Settings:
     revision_every_versions: int = 100
     rid_max_chars: int = 64
 
-    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # --- fault injection (tests only; leave at 0 in production) -------------
+    # Seconds to stall between the Redis grant and the PostgreSQL fence
+    # advance, so a fault test can kill the replica inside that window.
+    fault_stall_after_grant_s: float = 0.0
 
     # ------------------------------------------------------------------------
     @property
@@ -104,8 +118,6 @@ class Settings:
         """All settings with secrets masked, for `collab check-config` and logs."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
             value = getattr(self, f.name)
             if f.name in _SECRET_FIELDS and value:
                 value = "***"
@@ -119,8 +131,6 @@ class Settings:
         source = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name == "extra":
-                continue
             key = PREFIX + f.name.upper()
             if key not in source:
                 continue
@@ -198,7 +208,9 @@ class Settings:
             "bootstrap_admin_password",
             f"must be at least {self.min_password_chars} characters",
         )
-        need(self.db_pool_max >= self.db_pool_min >= 1, "db_pool_max", "must be >= db_pool_min >= 1")
+        need(
+            self.db_pool_max >= self.db_pool_min >= 1, "db_pool_max", "must be >= db_pool_min >= 1"
+        )
         need(self.log_level in _LOG_LEVELS, "log_level", f"one of {sorted(_LOG_LEVELS)}")
         for name in _POSITIVE:
             need(getattr(self, name) > 0, name, "must be positive")
@@ -230,6 +242,19 @@ _POSITIVE = (
     "sync_max_edits",
     "revision_every_versions",
     "reconcile_interval_s",
+    "login_max_failures",
+    "db_connect_timeout_s",
+    "db_command_timeout_s",
+    "db_replica_retry_s",
+    "sqlite_busy_timeout_ms",
+    "redis_socket_timeout_s",
+    "redis_pool_max",
+    "bus_ping_interval_s",
+    "bus_ping_timeout_s",
+    "bus_reconnect_min_s",
+    "bus_reconnect_max_s",
+    "login_max_failures_per_ip",
+    "login_lockout_s",
     "token_expiry_grace_s",
 )
 _TRUE = {"1", "true", "yes", "on"}

@@ -52,9 +52,6 @@ class Tokens:
         self.held: dict[str, dict[str, Held]] = {}  # session -> note -> lease
         self.waiting: dict[str, dict[str, Waiting]] = {}  # session -> note -> wait
         self.paused_until = 0.0  # monotonic; grants paused after a Redis reset (rule 8)
-        # Test-only fault hook: seconds to stall between the Redis grant and the
-        # PostgreSQL fence advance (issue 4 kills a replica inside this window).
-        self.fault_stall_after_grant_s = 0.0
 
     @property
     def ttl_s(self) -> float:
@@ -102,11 +99,10 @@ class Tokens:
             result = await self.leases.try_acquire(note_id, session, user, wait)
             if result.kind != "granted":
                 return result.kind, result.position
-            if result.already:
-                self._hold(session, note_id, result.fence)
+            if result.already and note_id in self.held.get(session, {}):
                 return "granted", result.fence
-            if self.fault_stall_after_grant_s:
-                await asyncio.sleep(self.fault_stall_after_grant_s)
+            if self.settings.fault_stall_after_grant_s:  # test-only fault window
+                await asyncio.sleep(self.settings.fault_stall_after_grant_s)
             try:
                 stored = await self.store.advance_fence(note_id, result.fence)
             except NotFound:
@@ -117,6 +113,8 @@ class Tokens:
                 await self._drop_quietly(note_id, session, result.fence)
                 raise
             if stored == result.fence:
+                # Also reached for an "already" grant we did not track (a lost
+                # reply, a resume): advancing again is a no-op in PostgreSQL.
                 await self._granted(session, user, note_id, result.fence)
                 return "granted", result.fence
             # PostgreSQL is the authority: Redis lost its counter. Raise it and retry.
@@ -207,7 +205,9 @@ class Tokens:
                 self.hub.spawn(self.try_waiter(session, note_id))
         return self.leases_of(session)
 
-    async def release(self, peer: Peer, note_id: str, fence: int | None, rid: Rid) -> dict[str, Any]:
+    async def release(
+        self, peer: Peer, note_id: str, fence: int | None, rid: Rid
+    ) -> dict[str, Any]:
         session = peer.session
         held = self.held.get(session, {}).get(note_id)
         if held is not None and (fence is None or fence == held.fence):
@@ -306,14 +306,14 @@ class Tokens:
     async def on_reset(self) -> None:
         """Redis lost its data (rule 8): every lease is lost; pause grants for
         TTL + lock-delay so no new holder overlaps one that has not noticed."""
-        self.paused_until = time.monotonic() + (
-            self.settings.lease_ttl_ms + self.settings.lock_delay_ms
-        ) / 1000.0
+        self.paused_until = (
+            time.monotonic() + (self.settings.lease_ttl_ms + self.settings.lock_delay_ms) / 1000.0
+        )
         for session, notes in list(self.held.items()):
             for note_id in list(notes):
                 await self.lose(session, note_id, "reset")
-        for session, notes in list(self.waiting.items()):
-            for note_id in notes:
+        for session, waits in list(self.waiting.items()):
+            for note_id in waits:
                 self._schedule_retry(session, note_id, self.paused_until - time.monotonic())
 
     async def poll(self) -> None:

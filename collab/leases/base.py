@@ -87,7 +87,9 @@ class LeaseStore(ABC):
         """Raise ``Unavailable`` if the backend cannot be reached."""
 
     @abstractmethod
-    async def try_acquire(self, note_id: str, session: str, user: User, wait: bool) -> AcquireResult:
+    async def try_acquire(
+        self, note_id: str, session: str, user: User, wait: bool
+    ) -> AcquireResult:
         """One atomic step (one Lua script in Redis):
 
         * the caller's session holds the lease -> ``granted`` with the current

@@ -10,9 +10,12 @@ __all__ = ["SessionRecord", "SessionRegistry", "make_session_registry"]
 
 def make_session_registry(settings: Settings) -> SessionRegistry:
     if settings.redis_url:
+        from collab.redis_client import RedisClientOptions
         from collab.registry.redis import RedisSessionRegistry
 
-        return RedisSessionRegistry(settings.redis_url, settings.redis_prefix)
+        return RedisSessionRegistry(
+            settings.redis_url, settings.redis_prefix, RedisClientOptions.from_settings(settings)
+        )
     from collab.registry.memory import MemorySessionRegistry
 
     return MemorySessionRegistry()

@@ -8,13 +8,21 @@ cannot steal back a session that moved (rule 9)."""
 
 from __future__ import annotations
 
-import orjson
+from typing import Any
+
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from collab.errors import Unavailable
+from collab.redis_client import (
+    RedisClientOptions,
+    decode_user,
+    encode_user,
+    open_redis,
+    redis_errors,
+)
 from collab.registry.base import SessionRecord, SessionRegistry
-from collab.types import User
+
+_WHAT = "session registry"
 
 _CLAIM = """
 local old = redis.call('HGETALL', KEYS[1])
@@ -43,9 +51,12 @@ return 1
 
 
 class RedisSessionRegistry(SessionRegistry):
-    def __init__(self, url: str, prefix: str = "collab") -> None:
+    def __init__(
+        self, url: str, prefix: str = "collab", options: RedisClientOptions | None = None
+    ) -> None:
         self._url = url
         self._prefix = prefix
+        self._options = options or RedisClientOptions()
         self._redis: aioredis.Redis | None = None
 
     @property
@@ -59,10 +70,7 @@ class RedisSessionRegistry(SessionRegistry):
         return base, base + ":notes", f"{self._prefix}:sessions"
 
     async def start(self) -> None:
-        self._redis = aioredis.from_url(
-            self._url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
-            max_connections=32, health_check_interval=10,
-        )  # fmt: skip
+        self._redis = open_redis(self._url, self._options, client_name="collab-registry")
         self._claim = self._redis.register_script(_CLAIM)
         self._touch = self._redis.register_script(_TOUCH)
         self._forget = self._redis.register_script(_FORGET)
@@ -73,13 +81,12 @@ class RedisSessionRegistry(SessionRegistry):
             self._redis = None
 
     @staticmethod
-    def _record(session: str, fields: dict[str, str]) -> SessionRecord | None:
+    def _record(session: str, fields: dict[Any, Any]) -> SessionRecord | None:
         if not fields or "user" not in fields:
             return None
-        u = orjson.loads(fields["user"])
         return SessionRecord(
             session=session,
-            user=User(u["id"], u["name"], u["role"]),
+            user=decode_user(fields["user"]),
             replica=fields.get("replica", ""),
             socket=fields.get("socket", ""),
             connected_at=fields.get("connected_at", ""),
@@ -87,69 +94,53 @@ class RedisSessionRegistry(SessionRegistry):
 
     async def claim(self, record: SessionRecord, ttl_ms: int) -> SessionRecord | None:
         keys = self._k(record.session)
-        user = orjson.dumps(record.user.wire()).decode()
-        args = [user, record.replica, record.socket, record.connected_at, ttl_ms, record.session]
-        try:
+        args: list[str | int] = [encode_user(record.user), record.replica, record.socket,
+                                 record.connected_at, ttl_ms, record.session]  # fmt: skip
+        with redis_errors(_WHAT):
             old = await self._claim(keys=list(keys), args=args)
-        except RedisError:
-            raise Unavailable() from None
         pairs = dict(zip(old[::2], old[1::2], strict=True)) if old else {}
         return self._record(record.session, pairs)
 
     async def get(self, session: str) -> SessionRecord | None:
-        try:
+        with redis_errors(_WHAT):
             fields = await self._r.hgetall(self._k(session)[0])
-        except RedisError:
-            raise Unavailable() from None
         return self._record(session, fields)
 
     async def touch(self, session: str, socket: str, ttl_ms: int) -> bool:
-        try:
+        with redis_errors(_WHAT):
             return bool(await self._touch(keys=list(self._k(session)[:2]), args=[socket, ttl_ms]))
-        except RedisError:
-            raise Unavailable() from None
 
     async def forget(self, session: str, socket: str) -> None:
-        try:
+        with redis_errors(_WHAT):
             await self._forget(keys=list(self._k(session)), args=[socket, session])
-        except RedisError:
-            raise Unavailable() from None
 
     async def add_note(self, session: str, note_id: str) -> None:
         base, notes, _ = self._k(session)
-        try:
+        with redis_errors(_WHAT):
             ttl = await self._r.pttl(base)
             await self._r.sadd(notes, note_id)
             if ttl and ttl > 0:
                 await self._r.pexpire(notes, ttl)
-        except RedisError:
-            raise Unavailable() from None
 
     async def remove_note(self, session: str, note_id: str) -> None:
-        try:
+        with redis_errors(_WHAT):
             await self._r.srem(self._k(session)[1], note_id)
-        except RedisError:
-            raise Unavailable() from None
 
     async def notes(self, session: str) -> set[str]:
-        try:
-            return set(await self._r.smembers(self._k(session)[1]))
-        except RedisError:
-            raise Unavailable() from None
+        with redis_errors(_WHAT):
+            return {str(n) for n in await self._r.smembers(self._k(session)[1])}
 
     async def sessions(self) -> list[SessionRecord]:
-        try:
+        with redis_errors(_WHAT):
             sids = await self._r.smembers(self._k("x")[2])
             out = []
-            for sid in sorted(sids):
+            for sid in sorted(str(x) for x in sids):
                 record = self._record(sid, await self._r.hgetall(self._k(sid)[0]))
                 if record is None:
                     await self._r.srem(self._k(sid)[2], sid)
                 else:
                     out.append(record)
             return out
-        except RedisError:
-            raise Unavailable() from None
 
     async def sessions_of(self, user_id: str) -> list[SessionRecord]:
         return [r for r in await self.sessions() if r.user.id == user_id]

@@ -79,6 +79,13 @@ class Store(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    @property
+    def timeline_changes(self) -> int:
+        """How often the database moved to a higher timeline (a failover)
+        since this store opened; the hub voids every lease when it grows
+        (rule 10). Stores without failover stay at 0."""
+        return 0
+
     @abstractmethod
     def pool_stats(self) -> dict[str, int]:
         """``{"size": n, "idle": n, "max": n}`` of the write pool, for /metrics."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from collections.abc import Callable
@@ -47,7 +48,9 @@ class WsClient:
             self._new.set()
 
     async def send(self, frame: Frame | str | bytes) -> None:
-        await self.ws.send(frame if isinstance(frame, str | bytes) else orjson.dumps(frame).decode())
+        await self.ws.send(
+            frame if isinstance(frame, str | bytes) else orjson.dumps(frame).decode()
+        )
 
     async def request(self, kind: str, timeout: float = 5.0, **fields: Any) -> Frame:
         rid = f"r{next(self._rids)}"
@@ -67,13 +70,15 @@ class WsClient:
                 kinds = [f.get("type") for f in self.frames[-10:]]
                 raise TimeoutError(f"no matching frame; closed={self.closed}; last={kinds}")
             self._new.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), left)
-            except TimeoutError:
-                pass
 
     def pushes(self, kind: str, note: str | None = None) -> list[Frame]:
-        return [f for f in self.frames if f.get("type") == kind and (note is None or f.get("note") == note)]
+        return [
+            f
+            for f in self.frames
+            if f.get("type") == kind and (note is None or f.get("note") == note)
+        ]
 
     async def wait_closed(self, timeout: float = 5.0) -> tuple[int, str]:
         await asyncio.wait_for(self._reader, timeout)
@@ -108,8 +113,9 @@ class Api:
         return {"authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def call(self, method: str, path: str, json: Any = None, **kw: Any) -> httpx.Response:
+        headers = {**self._headers(), **kw.pop("headers", {})}
         async with httpx.AsyncClient(base_url=self.base, timeout=10) as c:
-            return await c.request(method, path, json=json, headers=self._headers(), **kw)
+            return await c.request(method, path, json=json, headers=headers, **kw)
 
     async def ok(self, method: str, path: str, json: Any = None, status: int = 200) -> Any:
         r = await self.call(method, path, json)
@@ -117,11 +123,14 @@ class Api:
         return r.json() if r.content else None
 
     @classmethod
-    async def register(cls, base: str, name: str | None = None, password: str = "pw-123456789") -> Api:
+    async def register(
+        cls, base: str, name: str | None = None, password: str = "pw-123456789"
+    ) -> Api:
         name = name or "u" + uuid.uuid4().hex[:10]
         api = cls(base)
-        data = await api.ok("POST", "/api/auth/register", {"username": name, "password": password},
-                            status=201)  # fmt: skip
+        data = await api.ok(
+            "POST", "/api/auth/register", {"username": name, "password": password}, status=201
+        )
         api.token = data["token"]
         api.user = data["user"]
         return api

@@ -48,16 +48,27 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
         env.update(self.env)
         env.setdefault("COLLAB_REPLICA_ID", self.name)
-        env.setdefault("COLLAB_LOG_LEVEL", "warning")
+        env.setdefault("COLLAB_LOG_LEVEL", "info")
         fd, path = tempfile.mkstemp(prefix=f"collab-{self.name}-", suffix=".log")
         os.close(fd)
         self.log_path = Path(path)
         logf = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "collab.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            env=env, stdout=logf, stderr=logf, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "collab.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=logf,
+            stderr=logf,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -93,8 +104,12 @@ class ServerProcess:
 
 
 def embedded_env(tmp: Path, **extra: str) -> dict[str, str]:
-    return {"COLLAB_SQLITE_PATH": str(tmp / "collab.db"), "COLLAB_JWT_SECRET": JWT_SECRET,
-            **FAST_LEASES, **extra}  # fmt: skip
+    return {
+        "COLLAB_SQLITE_PATH": str(tmp / "collab.db"),
+        "COLLAB_JWT_SECRET": JWT_SECRET,
+        **FAST_LEASES,
+        **extra,
+    }
 
 
 def distributed_env(database_url: str, redis_url: str, prefix: str, **extra: str) -> dict[str, str]:

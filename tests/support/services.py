@@ -142,33 +142,55 @@ class PgServer:
     def promote(self) -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "promote", "-w")
 
-    def _pids(self) -> list[int]:
-        if self.proc is None:
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _server_pids(self) -> list[int]:
+        """The postmaster and its children. Under runuser they are not all in
+        our process group, so a group signal would miss some."""
+        master = self.postmaster_pid()
+        if master is None:
             return []
-        # runuser forks postgres; signal the whole session.
-        return [self.proc.pid]
+        pids = [master]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    stat = (entry / "stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                        pids.append(int(entry.name))
+        return pids
 
     def signal(self, sig: int) -> None:
-        if self.proc is not None:
+        """Signal the postmaster (SIGSTOP/SIGCONT reach the children too)."""
+        targets = self._server_pids() if sig in (signal.SIGSTOP, signal.SIGCONT) else []
+        master = self.postmaster_pid()
+        for pid in targets or ([master] if master else []):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
+                os.kill(pid, sig)
 
     def kill(self) -> None:
-        self.signal(signal.SIGKILL)
+        """A crash: SIGKILL the postmaster and every child at once."""
+        pids = self._server_pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self.proc is not None:
             with contextlib.suppress(Exception):
                 self.proc.wait(10)
         self.proc = None
-        # A killed postmaster leaves its pid file; the next start copes, but
-        # wait for the port to close so a restart gets it.
         deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.05)
         while port_open("127.0.0.1", self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.signal(signal.SIGINT)  # fast shutdown
+        self.signal(signal.SIGINT)  # fast shutdown of the postmaster
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:

@@ -26,8 +26,12 @@ async def user_socket(server: ServerProcess, api: Api | None = None) -> tuple[Ap
 
 
 async def new_note(api: Api, content: str = "", visibility: str = "private") -> str:
-    note = await api.ok("POST", "/api/notes", {"title": "t", "content": content,
-                                               "visibility": visibility}, status=201)  # fmt: skip
+    note = await api.ok(
+        "POST",
+        "/api/notes",
+        {"title": "t", "content": content, "visibility": visibility},
+        status=201,
+    )
     return str(note["id"])
 
 
@@ -54,7 +58,7 @@ async def test_bad_token_closes_4401(module_server: ServerProcess, token: str) -
 async def test_edit_flow_reaches_viewer(module_server: ServerProcess) -> None:
     owner, w1 = await user_socket(module_server)
     note = await new_note(owner, "hello", "public")
-    viewer, w2 = await user_socket(module_server)
+    _, w2 = await user_socket(module_server)
     snap1 = await w1.request("subscribe", note=note)
     snap2 = await w2.request("subscribe", note=note)
     assert snap1["type"] == "snapshot" and snap1["content"] == "hello" and snap1["version"] == 0
@@ -72,8 +76,14 @@ async def test_edit_flow_reaches_viewer(module_server: ServerProcess) -> None:
     assert edited["version"] == 1 and edited["base"] == 0 and edited["changes"] == changes
     assert edited["by"] == {"id": owner.user["id"], "name": owner.user["name"]}
     # Positions are code points: insert after the emoji.
-    ack2 = await w1.request("edit", note=note, fence=fence, base=1, op=new_op(),
-                            changes=[{"at": 13, "del": 0, "ins": "!"}])  # fmt: skip
+    ack2 = await w1.request(
+        "edit",
+        note=note,
+        fence=fence,
+        base=1,
+        op=new_op(),
+        changes=[{"at": 13, "del": 0, "ins": "!"}],
+    )
     assert ack2["version"] == 2
     body = await owner.ok("GET", f"/api/notes/{note}")
     assert body["content"] == "hello wörld 🌍!" and body["version"] == 2
@@ -98,8 +108,14 @@ async def test_edit_errors(module_server: ServerProcess) -> None:
     assert stale["code"] == "stale" and stale["version"] == 1
     fenced = await ws.request("edit", note=note, fence=fence + 5, base=1, op=new_op(), content="q")
     assert fenced["code"] == "fenced"
-    out = await ws.request("edit", note=note, fence=fence, base=1, op=new_op(),
-                           changes=[{"at": 2, "del": 5, "ins": ""}])  # fmt: skip
+    out = await ws.request(
+        "edit",
+        note=note,
+        fence=fence,
+        base=1,
+        op=new_op(),
+        changes=[{"at": 2, "del": 5, "ins": ""}],
+    )
     assert out["code"] == "bad_request"
     body = await owner.ok("GET", f"/api/notes/{note}")
     assert body["content"] == "xyz" and body["version"] == 1
@@ -189,8 +205,14 @@ async def test_sync_replays_edits(module_server: ServerProcess) -> None:
     note = await new_note(owner, "")
     fence = (await ws.request("acquire", note=note))["fence"]
     for v in range(3):
-        ack = await ws.request("edit", note=note, fence=fence, base=v, op=new_op(),
-                               changes=[{"at": v, "del": 0, "ins": str(v)}])  # fmt: skip
+        ack = await ws.request(
+            "edit",
+            note=note,
+            fence=fence,
+            base=v,
+            op=new_op(),
+            changes=[{"at": v, "del": 0, "ins": str(v)}],
+        )
         assert ack["version"] == v + 1
     changes = await ws.request("sync", note=note, since=1)
     assert changes["type"] == "changes" and changes["from"] == 1 and changes["to"] == 3
@@ -278,8 +300,9 @@ async def test_refresh_in_band(module_server: ServerProcess) -> None:
 
 async def test_admin_revoke_and_kick(module_server: ServerProcess) -> None:
     admin = Api(module_server.url)
-    login = await admin.ok("POST", "/api/auth/login",
-                           {"username": ADMIN_NAME, "password": ADMIN_PASSWORD})  # fmt: skip
+    login = await admin.ok(
+        "POST", "/api/auth/login", {"username": ADMIN_NAME, "password": ADMIN_PASSWORD}
+    )
     admin.token = login["token"]
     owner, w1 = await user_socket(module_server)
     note = await new_note(owner)

@@ -1,0 +1,204 @@
+"""The event bus over Redis pub/sub on ``<prefix>:events``.
+
+Publishing uses a pooled client. Receiving runs in one task that owns a
+dedicated pub/sub connection and treats *any* sign of trouble as a lost
+subscription: a read or write error, no PONG within the ping timeout (a
+half-open link), or an unexpected (re)subscribe confirmation -- redis-py
+reconnects and re-subscribes on its own inside a failed read, which would
+otherwise hide that events were missed. After a loss it reconnects with capped
+exponential backoff plus jitter on a fresh connection, re-subscribes, and then
+awaits ``on_resync`` so the hub resyncs every note it serves (rule 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+
+from collab.bus.base import Bus, Event, Handler, ResyncHandler
+from collab.bus.timing import BusTiming
+from collab.errors import Unavailable
+from collab.redis_client import RedisClientOptions, open_redis, redis_errors
+
+log = logging.getLogger("collab.bus")
+
+_WHAT = "event bus"
+
+
+class _SubscriptionLost(Exception):
+    """The pub/sub connection can no longer be trusted to have every event."""
+
+
+class RedisBus(Bus):
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        replica_id: str = "",
+        options: RedisClientOptions | None = None,
+        timing: BusTiming | None = None,
+    ) -> None:
+        self.channel = f"{prefix}:events"
+        self.timing = timing or BusTiming()
+        options = options or RedisClientOptions()
+        self._url = url
+        self._name = "collab-bus-" + (re.sub(r"[^A-Za-z0-9._-]", "", replica_id) or "replica")
+        self._publisher = open_redis(url, options, client_name=self._name)
+        # The subscriber gets a client of its own per connection, with no
+        # library retries: every failure must reach our loop, which reconnects
+        # on a fresh client (nothing can leak from a broken one) and then
+        # fires on_resync.
+        self._subscriber_options = RedisClientOptions(
+            socket_timeout_s=options.socket_timeout_s, pool_max=1
+        )
+        self._subscriber: aioredis.Redis | None = None
+        self._pubsub: PubSub | None = None  # the live subscription, if any
+        self._connected = False
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._handler: Handler | None = None
+        self._on_resync: ResyncHandler | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def start(self, handler: Handler, on_resync: ResyncHandler) -> None:
+        """Subscribe now (raising ``Unavailable`` if Redis cannot be reached),
+        then keep the subscription alive in a background task."""
+        self._handler, self._on_resync = handler, on_resync
+        pubsub = await self._subscribe()
+        self._task = asyncio.create_task(self._run(pubsub), name="collab-bus-subscriber")
+
+    async def publish(self, event: Event) -> None:
+        payload = orjson.dumps(event)
+        with redis_errors(_WHAT):
+            await self._publisher.publish(self.channel, payload)
+
+    async def close(self) -> None:
+        self._closing = True
+        self._connected = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._discard_subscription()
+        await self._publisher.aclose()
+
+    # -- the subscription loop ----------------------------------------------
+    async def _subscribe(self) -> PubSub:
+        """A fresh connection, subscribed and confirmed."""
+        self._subscriber = open_redis(
+            self._url, self._subscriber_options, retries=0, client_name=self._name + "-sub"
+        )
+        self._pubsub = pubsub = self._subscriber.pubsub()
+        try:
+            with redis_errors(_WHAT):
+                await pubsub.subscribe(self.channel)
+                confirmed = await pubsub.get_message(timeout=self.timing.ping_timeout_s)
+            if not confirmed or confirmed["type"] != "subscribe":
+                raise Unavailable(f"the {_WHAT} did not confirm the subscription")
+        except BaseException:
+            await self._discard_subscription()
+            raise
+        self._connected = True
+        return pubsub
+
+    async def _run(self, pubsub: PubSub) -> None:
+        while not self._closing:
+            try:
+                await self._pump(pubsub)
+            except (_SubscriptionLost, Unavailable) as exc:
+                log.warning("event bus subscription lost: %s", exc)
+            except Exception as exc:
+                # Connection errors surface as assorted redis/OS exceptions.
+                log.warning("event bus subscription lost: %s", type(exc).__name__)
+            self._connected = False
+            await self._discard_subscription()
+            pubsub = await self._reconnect()
+            await self._resync()
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        """Deliver events until the connection is lost (then raise)."""
+        loop = asyncio.get_running_loop()
+        timing = self.timing
+        last_heard = loop.time()
+        ping_sent: float | None = None
+        while True:
+            if ping_sent is None:
+                wait = last_heard + timing.ping_interval_s - loop.time()
+            else:
+                wait = ping_sent + timing.ping_timeout_s - loop.time()
+            message = await pubsub.get_message(timeout=max(wait, 0.001))
+            now = loop.time()
+            if message is None:
+                # Only judge silence after actually waiting for input, so a
+                # slow handler never looks like a dead link.
+                if ping_sent is not None and now - ping_sent >= timing.ping_timeout_s:
+                    raise _SubscriptionLost("no reply to PING")
+                if ping_sent is None and now - last_heard >= timing.ping_interval_s:
+                    await pubsub.ping()
+                    ping_sent = now
+                continue
+            last_heard = now
+            kind = message["type"]
+            if kind == "message":
+                await self._deliver(message["data"])
+            elif kind == "pong":
+                ping_sent = None
+            else:
+                # A (re)subscribe or unsubscribe we did not ask for: redis-py
+                # reconnected underneath us, so events may have been missed.
+                raise _SubscriptionLost(f"unexpected {kind} confirmation")
+
+    async def _deliver(self, data: str) -> None:
+        assert self._handler is not None
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning("event bus: dropped a message that is not JSON")
+            return
+        if not isinstance(event, dict):
+            log.warning("event bus: dropped a message that is not an object")
+            return
+        try:
+            await self._handler(event)
+        except Exception:
+            # One bad event must not stop delivery of the rest.
+            log.exception("event bus handler failed")
+
+    async def _reconnect(self) -> PubSub:
+        attempt = 0
+        while True:
+            await asyncio.sleep(self.timing.backoff_s(attempt, random.random()))
+            try:
+                return await self._subscribe()
+            except Unavailable:
+                attempt += 1
+
+    async def _resync(self) -> None:
+        assert self._on_resync is not None
+        try:
+            await self._on_resync()
+        except Exception:
+            log.exception("event bus resync handler failed")
+
+    async def _discard_subscription(self) -> None:
+        pubsub, client = self._pubsub, self._subscriber
+        self._pubsub = self._subscriber = None
+        # The connection may already be broken; closing it must not raise.
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()

@@ -1,0 +1,48 @@
+"""The decision part of ``Store.commit_edit``, shared by both backends so their
+semantics cannot drift: given the locked note row and any earlier log entry
+with the same op id, decide in the documented order what happens."""
+
+from __future__ import annotations
+
+from collab.errors import BadRequest, Fenced, Stale
+
+
+def check_edit(
+    *,
+    fence: int,
+    base: int,
+    current_fence: int,
+    current_version: int,
+    logged: tuple[int, str] | None,
+    payload_hash: str,
+) -> int | None:
+    """Run checks 2-4 of ``commit_edit`` (check 1, note missing, is the caller's).
+
+    ``logged`` is ``(version, payload_hash)`` of an edit already logged under
+    this op id. Returns that original version for an idempotent retry (same
+    payload), ``None`` when the edit should be applied; raises otherwise.
+    """
+    if logged is not None:
+        original_version, original_hash = logged
+        if original_hash == payload_hash:
+            return original_version
+        raise BadRequest("this op id was already used for a different edit")
+    # Rule 2: equality, not fence <= current. A lower fence is a stale token; a
+    # higher one was never made durable by advance_fence, so it is not valid yet.
+    if current_fence != fence:
+        raise Fenced()
+    if current_version != base:
+        raise Stale(
+            f"base version {base} is not the current version {current_version}",
+            version=current_version,
+        )
+    return None
+
+
+STORED_ROLES = ("admin", "user")
+
+
+def check_stored_role(role: str) -> None:
+    """Accounts are admins or users; guests are never stored (types.UserRecord)."""
+    if role not in STORED_ROLES:
+        raise BadRequest("a stored account's role must be admin or user")

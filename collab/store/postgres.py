@@ -1,0 +1,419 @@
+"""``Store`` on PostgreSQL (asyncpg). Connection handling, failover fencing and
+replica freshness live in ``pg_pools.py``; this module is the SQL.
+
+Timestamps come from the database clock (``now()``, the transaction start),
+so all replicas stamp rows from one clock.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from collab.errors import Conflict, Fenced, NotFound
+from collab.store import rows
+from collab.store.base import CommitResult, LockEvent, Store
+from collab.store.checks import check_edit, check_stored_role
+from collab.store.migrator import migration_files
+from collab.store.pg_pools import PgPools
+from collab.textops import apply_payload
+from collab.types import (
+    EditPayload,
+    EditRecord,
+    Grant,
+    Note,
+    Revision,
+    Role,
+    User,
+    UserRecord,
+    Visibility,
+)
+
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_COMMAND_TIMEOUT_S = 30.0
+DEFAULT_REPLICA_RETRY_S = 5.0
+# pg_advisory_lock key serialising migrate() across replicas ("collab" in hex).
+MIGRATION_LOCK_KEY = 0x636F6C6C6162
+
+_USER = "id, name, role, password_hash, created_at"
+_NOTE = "id, owner_id, title, content, visibility, version, fence, created_at, updated_at"
+_NOTE_N = ", ".join(f"n.{c.strip()}" for c in _NOTE.split(","))
+_EDIT = "note_id, version, op, payload::text AS payload, by_id, by_name, by_role, at"
+_REVISION = "note_id, version, title, content, by_id, created_at"
+
+
+class PostgresStore(Store):
+    def __init__(
+        self,
+        url: str,
+        read_url: str = "",
+        pool_min: int = 1,
+        pool_max: int = 10,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
+        replica_retry_s: float = DEFAULT_REPLICA_RETRY_S,
+    ) -> None:
+        """Not connected until ``open()``. The timeouts bound connecting and
+        each statement; ``replica_retry_s`` is how long replica reads are
+        skipped after the replica failed once."""
+        self.pools = PgPools(
+            url,
+            read_url,
+            pool_min,
+            pool_max,
+            connect_timeout_s=connect_timeout_s,
+            command_timeout_s=command_timeout_s,
+            replica_retry_s=replica_retry_s,
+        )
+
+    async def open(self) -> PostgresStore:
+        await self.pools.open()
+        return self
+
+    @property
+    def timeline(self) -> int:
+        """Highest PostgreSQL timeline seen by a write connection (rule 10)."""
+        return self.pools.timeline
+
+    @property
+    def timeline_changes(self) -> int:
+        """Incremented each time a higher timeline than before is seen; the hub
+        invalidates leases when it moves."""
+        return self.pools.timeline_changes
+
+    # -- lifecycle ------------------------------------------------------------
+    async def migrate(self) -> list[str]:
+        applied: list[str] = []
+        async with self.pools.primary() as conn:
+            # Session-level lock: replicas starting together queue here, and the
+            # later ones find the migrations already recorded.
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+                for name, sql in migration_files("postgres"):
+                    if name in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(sql)
+                        await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                    applied.append(name)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        return applied
+
+    async def ping(self) -> None:
+        async with self.pools.primary() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        await self.pools.close()
+
+    def pool_stats(self) -> dict[str, int]:
+        return self.pools.stats()
+
+    # -- users ----------------------------------------------------------------
+    async def create_user(self, name: str, password_hash: str, role: Role) -> UserRecord:
+        check_stored_role(role)
+        async with self.pools.transaction() as conn:
+            try:
+                row = await conn.fetchrow(
+                    "INSERT INTO users (id, name, name_key, role, password_hash)"
+                    f" VALUES ($1, $2, $3, $4, $5) RETURNING {_USER}",
+                    rows.new_id(), name, rows.name_key(name), role, password_hash,
+                )  # fmt: skip
+            except asyncpg.UniqueViolationError:
+                raise Conflict("that user name is taken") from None
+        return rows.user_record(row)
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        async with self.pools.primary() as conn:
+            row = await conn.fetchrow(f"SELECT {_USER} FROM users WHERE id = $1", user_id)
+        return rows.user_record(row) if row else None
+
+    async def get_user_by_name(self, name: str) -> UserRecord | None:
+        async with self.pools.primary() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_USER} FROM users WHERE name_key = $1", rows.name_key(name)
+            )
+        return rows.user_record(row) if row else None
+
+    async def list_users(self) -> list[UserRecord]:
+        async with self.pools.primary() as conn:
+            found = await conn.fetch(f"SELECT {_USER} FROM users ORDER BY name_key")
+        return [rows.user_record(r) for r in found]
+
+    async def set_role(self, user_id: str, role: Role) -> UserRecord:
+        check_stored_role(role)
+        async with self.pools.transaction() as conn:
+            row = await conn.fetchrow(
+                f"UPDATE users SET role = $2 WHERE id = $1 RETURNING {_USER}", user_id, role
+            )
+        if row is None:
+            raise NotFound("user not found")
+        return rows.user_record(row)
+
+    async def count_admins(self) -> int:
+        async with self.pools.primary() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM users WHERE role = 'admin'"))
+
+    # -- notes ----------------------------------------------------------------
+    async def create_note(
+        self, owner_id: str, title: str, content: str, visibility: Visibility
+    ) -> Note:
+        async with self.pools.transaction() as conn:
+            try:
+                row = await conn.fetchrow(
+                    "INSERT INTO notes (id, owner_id, title, content, visibility)"
+                    f" VALUES ($1, $2, $3, $4, $5) RETURNING {_NOTE}",
+                    rows.new_id(), owner_id, title, content, visibility,
+                )  # fmt: skip
+            except asyncpg.ForeignKeyViolationError:
+                raise NotFound("owner not found") from None
+            await conn.execute(
+                "INSERT INTO revisions (note_id, version, title, content, by_id, created_at)"
+                " VALUES ($1, 0, $2, $3, $4, $5)",
+                row["id"], title, content, owner_id, row["created_at"],
+            )  # fmt: skip
+        return rows.note(row)
+
+    async def get_note(self, note_id: str) -> Note | None:
+        async with self.pools.primary() as conn:
+            row = await conn.fetchrow(f"SELECT {_NOTE} FROM notes WHERE id = $1", note_id)
+        return rows.note(row) if row else None
+
+    async def get_note_replica(self, note_id: str) -> Note | None:
+        row = await self.pools.fetchrow_fresh(f"SELECT {_NOTE} FROM notes WHERE id = $1", note_id)
+        return rows.note(row) if row else None
+
+    async def list_notes_for(self, user: User) -> list[tuple[Note, Grant | None]]:
+        async with self.pools.primary() as conn:
+            found = await conn.fetch(
+                f"SELECT {_NOTE_N}, a.access FROM notes n"
+                " LEFT JOIN note_access a ON a.note_id = n.id AND a.user_id = $1"
+                " WHERE $2 = 'admin' OR n.visibility = 'public'"
+                "    OR ($2 = 'user' AND (n.owner_id = $1 OR a.access IS NOT NULL))"
+                " ORDER BY n.updated_at DESC, n.id",
+                user.id, user.role,
+            )  # fmt: skip
+        return [(rows.note(r), rows.grant(r["access"])) for r in found]
+
+    async def update_note(
+        self, note_id: str, title: str | None, visibility: Visibility | None
+    ) -> Note:
+        async with self.pools.transaction() as conn:
+            row = await conn.fetchrow(
+                "UPDATE notes SET title = coalesce($2, title),"
+                " visibility = coalesce($3, visibility), updated_at = now()"
+                f" WHERE id = $1 RETURNING {_NOTE}",
+                note_id, title, visibility,
+            )  # fmt: skip
+        if row is None:
+            raise NotFound("note not found")
+        return rows.note(row)
+
+    async def delete_note(self, note_id: str) -> None:
+        async with self.pools.transaction() as conn:
+            status = await conn.execute("DELETE FROM notes WHERE id = $1", note_id)
+            if status == "DELETE 0":
+                raise NotFound("note not found")
+            await conn.execute("DELETE FROM lock_events WHERE note_id = $1", note_id)
+
+    # -- access grants --------------------------------------------------------
+    async def set_access(self, note_id: str, user_id: str, access: Grant) -> None:
+        async with self.pools.transaction() as conn:
+            try:
+                await conn.execute(
+                    "INSERT INTO note_access (note_id, user_id, access) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (note_id, user_id) DO UPDATE SET access = EXCLUDED.access",
+                    note_id, user_id, access,
+                )  # fmt: skip
+            except asyncpg.ForeignKeyViolationError as exc:
+                missing = "user" if "user_id" in (exc.constraint_name or "") else "note"
+                raise NotFound(f"{missing} not found") from None
+
+    async def delete_access(self, note_id: str, user_id: str) -> bool:
+        async with self.pools.transaction() as conn:
+            status = await conn.execute(
+                "DELETE FROM note_access WHERE note_id = $1 AND user_id = $2", note_id, user_id
+            )
+        return str(status) != "DELETE 0"
+
+    async def get_access(self, note_id: str, user_id: str) -> Grant | None:
+        async with self.pools.primary() as conn:
+            value = await conn.fetchval(
+                "SELECT access FROM note_access WHERE note_id = $1 AND user_id = $2",
+                note_id, user_id,
+            )  # fmt: skip
+        return rows.grant(value)
+
+    async def list_access(self, note_id: str) -> list[tuple[UserRecord, Grant]]:
+        async with self.pools.primary() as conn:
+            found = await conn.fetch(
+                "SELECT u.id, u.name, u.role, u.password_hash, u.created_at, a.access"
+                " FROM note_access a JOIN users u ON u.id = a.user_id"
+                " WHERE a.note_id = $1 ORDER BY u.name_key",
+                note_id,
+            )
+        return [(rows.user_record(r), r["access"]) for r in found]
+
+    # -- write token and edits --------------------------------------------------
+    async def advance_fence(self, note_id: str, fence: int) -> int:
+        async with self.pools.transaction() as conn:
+            # Rule 1: only ever raise the fence.
+            stored = await conn.fetchval(
+                "UPDATE notes SET fence = $2 WHERE id = $1 AND fence < $2 RETURNING fence",
+                note_id, fence,
+            )  # fmt: skip
+            if stored is None:
+                # Not raised: report the current (>=) value. A fresh statement
+                # sees any concurrent raise that made our UPDATE skip the row.
+                stored = await conn.fetchval("SELECT fence FROM notes WHERE id = $1", note_id)
+        if stored is None:
+            raise NotFound("note not found")
+        return int(stored)
+
+    async def get_fence(self, note_id: str) -> int:
+        async with self.pools.primary() as conn:
+            value = await conn.fetchval("SELECT fence FROM notes WHERE id = $1", note_id)
+        if value is None:
+            raise NotFound("note not found")
+        return int(value)
+
+    async def commit_edit(
+        self,
+        note_id: str,
+        fence: int,
+        base: int,
+        op: str,
+        payload: EditPayload,
+        by: User,
+        max_chars: int,
+    ) -> CommitResult:
+        digest = rows.payload_hash(payload)
+        async with self.pools.transaction() as conn:
+            # Row lock: concurrent edits of one note queue here, so each one's
+            # checks see the previous one's committed result.
+            note = await conn.fetchrow(
+                "SELECT version, fence, content FROM notes WHERE id = $1 FOR UPDATE", note_id
+            )
+            if note is None:
+                raise NotFound("note not found")
+            logged = await conn.fetchrow(
+                "SELECT version, payload_hash FROM edits WHERE note_id = $1 AND op = $2",
+                note_id, op,
+            )  # fmt: skip
+            original = check_edit(
+                fence=fence,
+                base=base,
+                current_fence=int(note["fence"]),
+                current_version=int(note["version"]),
+                logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
+                payload_hash=digest,
+            )
+            if original is not None:
+                return CommitResult(original, duplicate=True, content=note["content"])
+            text = apply_payload(note["content"], payload, max_chars)
+            # Rule 2: the write itself requires fence equality and the base
+            # version, independently of the checks above.
+            version = await conn.fetchval(
+                "UPDATE notes SET content = $4, version = version + 1, updated_at = now()"
+                " WHERE id = $1 AND fence = $2 AND version = $3 RETURNING version",
+                note_id, fence, base, text,
+            )  # fmt: skip
+            if version is None:
+                raise Fenced()
+            await conn.execute(
+                "INSERT INTO edits (note_id, version, op, payload, payload_hash,"
+                " by_id, by_name, by_role) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8)",
+                note_id, version, op, rows.payload_json(payload), digest,
+                by.id, by.name, by.role,
+            )  # fmt: skip
+        return CommitResult(int(version), duplicate=False, content=text)
+
+    async def edits_since(self, note_id: str, since: int, limit: int) -> list[EditRecord] | None:
+        async with (
+            self.pools.primary() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            current = await conn.fetchval("SELECT version FROM notes WHERE id = $1", note_id)
+            if current is None:
+                raise NotFound("note not found")
+            if since < 0 or since > current or current - since > limit:
+                return None
+            found = await conn.fetch(
+                f"SELECT {_EDIT} FROM edits WHERE note_id = $1 AND version > $2"
+                " ORDER BY version",
+                note_id, since,
+            )  # fmt: skip
+        edits = [rows.edit_record(r) for r in found]
+        return edits if rows.contiguous_edits(edits, since, current) else None
+
+    # -- revisions --------------------------------------------------------------
+    async def save_revision(self, note_id: str, by_id: str | None) -> Revision:
+        async with self.pools.transaction() as conn:
+            note = await conn.fetchrow(
+                "SELECT version, title, content FROM notes WHERE id = $1 FOR SHARE", note_id
+            )
+            if note is None:
+                raise NotFound("note not found")
+            await conn.execute(
+                "INSERT INTO revisions (note_id, version, title, content, by_id)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (note_id, version) DO NOTHING",
+                note_id, note["version"], note["title"], note["content"], by_id,
+            )  # fmt: skip
+            row = await conn.fetchrow(
+                f"SELECT {_REVISION} FROM revisions WHERE note_id = $1 AND version = $2",
+                note_id, note["version"],
+            )  # fmt: skip
+        return rows.revision(row)
+
+    async def list_revisions(self, note_id: str) -> list[Revision]:
+        async with self.pools.primary() as conn:
+            found = await conn.fetch(
+                f"SELECT {_REVISION} FROM revisions WHERE note_id = $1 ORDER BY version DESC",
+                note_id,
+            )
+        return [rows.revision(r) for r in found]
+
+    async def get_revision(self, note_id: str, version: int) -> Revision | None:
+        async with (
+            self.pools.primary() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            row = await conn.fetchrow(
+                f"SELECT {_REVISION} FROM revisions WHERE note_id = $1 AND version <= $2"
+                " ORDER BY version DESC LIMIT 1",
+                note_id, version,
+            )  # fmt: skip
+            if row is None:
+                return None
+            base = rows.revision(row)
+            found = await conn.fetch(
+                f"SELECT {_EDIT} FROM edits WHERE note_id = $1 AND version > $2"
+                " AND version <= $3 ORDER BY version",
+                note_id, base.version, version,
+            )  # fmt: skip
+        return rows.rebuild_revision(base, [rows.edit_record(r) for r in found], version)
+
+    # -- lock audit -------------------------------------------------------------
+    async def record_lock_event(
+        self, note_id: str, kind: str, session: str, user_id: str, fence: int, detail: str = ""
+    ) -> None:
+        async with self.pools.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO lock_events (note_id, kind, session, user_id, fence, detail)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                note_id, kind, session, user_id, fence, detail,
+            )  # fmt: skip
+
+    async def lock_events(self, note_id: str | None = None) -> list[LockEvent]:
+        async with self.pools.primary() as conn:
+            found = await conn.fetch(
+                "SELECT id, note_id, kind, session, user_id, fence, at, detail FROM lock_events"
+                " WHERE $1::text IS NULL OR note_id = $1 ORDER BY id",
+                note_id,
+            )
+        return [rows.lock_event(r) for r in found]

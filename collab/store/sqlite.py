@@ -1,0 +1,412 @@
+"""``Store`` on SQLite (aiosqlite), the embedded twin of ``postgres.py``.
+
+Same tables, same checks, same SQL guards (rule 2's ``WHERE fence = ? AND
+version = ?`` included), so the contract suite in ``tests/store`` passes on
+both. Connection and transaction handling live in ``sqlite_db.py``.
+Timestamps are made in Python (``rows.utc_now``): one process, one clock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from collab.errors import Conflict, Fenced, NotFound
+from collab.store import rows
+from collab.store.base import CommitResult, LockEvent, Store
+from collab.store.checks import check_edit, check_stored_role
+from collab.store.migrator import migration_files, split_statements
+from collab.store.sqlite_db import DEFAULT_BUSY_TIMEOUT_MS, SqliteDb, execute, fetch_all, fetch_one
+from collab.textops import apply_payload
+from collab.types import (
+    EditPayload,
+    EditRecord,
+    Grant,
+    Note,
+    Revision,
+    Role,
+    User,
+    UserRecord,
+    Visibility,
+)
+
+_USER = "id, name, role, password_hash, created_at"
+_NOTE = "id, owner_id, title, content, visibility, version, fence, created_at, updated_at"
+_NOTE_N = ", ".join(f"n.{c.strip()}" for c in _NOTE.split(","))
+_EDIT = "note_id, version, op, payload, by_id, by_name, by_role, at"
+_REVISION = "note_id, version, title, content, by_id, created_at"
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+        self.db = SqliteDb(path, busy_timeout_ms)
+
+    async def open(self) -> SqliteStore:
+        await self.db.open()
+        return self
+
+    # -- lifecycle ------------------------------------------------------------
+    async def migrate(self) -> list[str]:
+        applied: list[str] = []
+        async with self.db.write() as conn:
+            await execute(
+                conn,
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+        for name, sql in migration_files("sqlite"):
+            # BEGIN IMMEDIATE holds SQLite's write lock, so the "already
+            # applied?" check and the migration are atomic across processes.
+            async with self.db.write() as conn:
+                if await fetch_one(conn, "SELECT 1 FROM schema_migrations WHERE name = ?", [name]):
+                    continue
+                for statement in split_statements(sql):
+                    await execute(conn, statement)
+                await execute(
+                    conn,
+                    "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                    [name, rows.utc_now()],
+                )
+            applied.append(name)
+        return applied
+
+    async def ping(self) -> None:
+        async with self.db.read() as conn:
+            await fetch_one(conn, "SELECT 1")
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    def pool_stats(self) -> dict[str, int]:
+        return self.db.stats()
+
+    # -- users ----------------------------------------------------------------
+    async def create_user(self, name: str, password_hash: str, role: Role) -> UserRecord:
+        check_stored_role(role)
+        async with self.db.write() as conn:
+            try:
+                row = await fetch_one(
+                    conn,
+                    "INSERT INTO users (id, name, name_key, role, password_hash, created_at)"
+                    f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_USER}",
+                    [rows.new_id(), name, rows.name_key(name), role, password_hash, rows.utc_now()],
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("that user name is taken") from None
+        assert row is not None  # INSERT ... RETURNING always yields the row
+        return rows.user_record(row)
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        async with self.db.read() as conn:
+            row = await fetch_one(conn, f"SELECT {_USER} FROM users WHERE id = ?", [user_id])
+        return rows.user_record(row) if row else None
+
+    async def get_user_by_name(self, name: str) -> UserRecord | None:
+        async with self.db.read() as conn:
+            row = await fetch_one(
+                conn, f"SELECT {_USER} FROM users WHERE name_key = ?", [rows.name_key(name)]
+            )
+        return rows.user_record(row) if row else None
+
+    async def list_users(self) -> list[UserRecord]:
+        async with self.db.read() as conn:
+            found = await fetch_all(conn, f"SELECT {_USER} FROM users ORDER BY name_key")
+        return [rows.user_record(r) for r in found]
+
+    async def set_role(self, user_id: str, role: Role) -> UserRecord:
+        check_stored_role(role)
+        async with self.db.write() as conn:
+            row = await fetch_one(
+                conn, f"UPDATE users SET role = ? WHERE id = ? RETURNING {_USER}", [role, user_id]
+            )
+        if row is None:
+            raise NotFound("user not found")
+        return rows.user_record(row)
+
+    async def count_admins(self) -> int:
+        async with self.db.read() as conn:
+            row = await fetch_one(conn, "SELECT count(*) FROM users WHERE role = 'admin'")
+        return int(row[0]) if row else 0
+
+    # -- notes ----------------------------------------------------------------
+    async def create_note(
+        self, owner_id: str, title: str, content: str, visibility: Visibility
+    ) -> Note:
+        now = rows.utc_now()
+        note_id = rows.new_id()
+        async with self.db.write() as conn:
+            try:
+                row = await fetch_one(
+                    conn,
+                    "INSERT INTO notes (id, owner_id, title, content, visibility, created_at,"
+                    f" updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_NOTE}",
+                    [note_id, owner_id, title, content, visibility, now, now],
+                )
+            except sqlite3.IntegrityError:
+                raise NotFound("owner not found") from None
+            await execute(
+                conn,
+                "INSERT INTO revisions (note_id, version, title, content, by_id, created_at)"
+                " VALUES (?, 0, ?, ?, ?, ?)",
+                [note_id, title, content, owner_id, now],
+            )
+        assert row is not None  # INSERT ... RETURNING always yields the row
+        return rows.note(row)
+
+    async def get_note(self, note_id: str) -> Note | None:
+        async with self.db.read() as conn:
+            row = await fetch_one(conn, f"SELECT {_NOTE} FROM notes WHERE id = ?", [note_id])
+        return rows.note(row) if row else None
+
+    async def get_note_replica(self, note_id: str) -> Note | None:
+        """SQLite has no replicas: the one database is always caught up."""
+        return await self.get_note(note_id)
+
+    async def list_notes_for(self, user: User) -> list[tuple[Note, Grant | None]]:
+        async with self.db.read() as conn:
+            found = await fetch_all(
+                conn,
+                f"SELECT {_NOTE_N}, a.access FROM notes n"
+                " LEFT JOIN note_access a ON a.note_id = n.id AND a.user_id = :uid"
+                " WHERE :role = 'admin' OR n.visibility = 'public'"
+                "    OR (:role = 'user' AND (n.owner_id = :uid OR a.access IS NOT NULL))"
+                " ORDER BY n.updated_at DESC, n.id",
+                {"uid": user.id, "role": user.role},
+            )
+        return [(rows.note(r), rows.grant(r["access"])) for r in found]
+
+    async def update_note(
+        self, note_id: str, title: str | None, visibility: Visibility | None
+    ) -> Note:
+        async with self.db.write() as conn:
+            row = await fetch_one(
+                conn,
+                "UPDATE notes SET title = coalesce(?, title), visibility = coalesce(?, visibility),"
+                f" updated_at = ? WHERE id = ? RETURNING {_NOTE}",
+                [title, visibility, rows.utc_now(), note_id],
+            )
+        if row is None:
+            raise NotFound("note not found")
+        return rows.note(row)
+
+    async def delete_note(self, note_id: str) -> None:
+        async with self.db.write() as conn:
+            if not await execute(conn, "DELETE FROM notes WHERE id = ?", [note_id]):
+                raise NotFound("note not found")
+            await execute(conn, "DELETE FROM lock_events WHERE note_id = ?", [note_id])
+
+    # -- access grants --------------------------------------------------------
+    async def set_access(self, note_id: str, user_id: str, access: Grant) -> None:
+        async with self.db.write() as conn:
+            # SQLite's foreign-key error does not say which key failed: look.
+            if not await fetch_one(conn, "SELECT 1 FROM notes WHERE id = ?", [note_id]):
+                raise NotFound("note not found")
+            if not await fetch_one(conn, "SELECT 1 FROM users WHERE id = ?", [user_id]):
+                raise NotFound("user not found")
+            await execute(
+                conn,
+                "INSERT INTO note_access (note_id, user_id, access) VALUES (?, ?, ?)"
+                " ON CONFLICT (note_id, user_id) DO UPDATE SET access = excluded.access",
+                [note_id, user_id, access],
+            )
+
+    async def delete_access(self, note_id: str, user_id: str) -> bool:
+        async with self.db.write() as conn:
+            removed = await execute(
+                conn,
+                "DELETE FROM note_access WHERE note_id = ? AND user_id = ?",
+                [note_id, user_id],
+            )
+        return removed > 0
+
+    async def get_access(self, note_id: str, user_id: str) -> Grant | None:
+        async with self.db.read() as conn:
+            row = await fetch_one(
+                conn,
+                "SELECT access FROM note_access WHERE note_id = ? AND user_id = ?",
+                [note_id, user_id],
+            )
+        return rows.grant(row["access"]) if row else None
+
+    async def list_access(self, note_id: str) -> list[tuple[UserRecord, Grant]]:
+        async with self.db.read() as conn:
+            found = await fetch_all(
+                conn,
+                "SELECT u.id, u.name, u.role, u.password_hash, u.created_at, a.access"
+                " FROM note_access a JOIN users u ON u.id = a.user_id"
+                " WHERE a.note_id = ? ORDER BY u.name_key",
+                [note_id],
+            )
+        return [(rows.user_record(r), r["access"]) for r in found]
+
+    # -- write token and edits --------------------------------------------------
+    async def advance_fence(self, note_id: str, fence: int) -> int:
+        async with self.db.write() as conn:
+            # Rule 1: only ever raise the fence.
+            await execute(
+                conn,
+                "UPDATE notes SET fence = ? WHERE id = ? AND fence < ?",
+                [fence, note_id, fence],
+            )
+            row = await fetch_one(conn, "SELECT fence FROM notes WHERE id = ?", [note_id])
+        if row is None:
+            raise NotFound("note not found")
+        return int(row["fence"])
+
+    async def get_fence(self, note_id: str) -> int:
+        async with self.db.read() as conn:
+            row = await fetch_one(conn, "SELECT fence FROM notes WHERE id = ?", [note_id])
+        if row is None:
+            raise NotFound("note not found")
+        return int(row["fence"])
+
+    async def commit_edit(
+        self,
+        note_id: str,
+        fence: int,
+        base: int,
+        op: str,
+        payload: EditPayload,
+        by: User,
+        max_chars: int,
+    ) -> CommitResult:
+        digest = rows.payload_hash(payload)
+        # BEGIN IMMEDIATE (in db.write) is SQLite's "lock the note row": no
+        # other write can run between these checks and the update.
+        async with self.db.write() as conn:
+            note = await fetch_one(
+                conn, "SELECT version, fence, content FROM notes WHERE id = ?", [note_id]
+            )
+            if note is None:
+                raise NotFound("note not found")
+            logged = await fetch_one(
+                conn,
+                "SELECT version, payload_hash FROM edits WHERE note_id = ? AND op = ?",
+                [note_id, op],
+            )
+            original = check_edit(
+                fence=fence,
+                base=base,
+                current_fence=int(note["fence"]),
+                current_version=int(note["version"]),
+                logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
+                payload_hash=digest,
+            )
+            if original is not None:
+                return CommitResult(original, duplicate=True, content=note["content"])
+            text = apply_payload(note["content"], payload, max_chars)
+            now = rows.utc_now()
+            # Rule 2: the write itself requires fence equality and the base version.
+            updated = await fetch_one(
+                conn,
+                "UPDATE notes SET content = ?, version = version + 1, updated_at = ?"
+                " WHERE id = ? AND fence = ? AND version = ? RETURNING version",
+                [text, now, note_id, fence, base],
+            )
+            if updated is None:
+                raise Fenced()
+            version = int(updated["version"])
+            await execute(
+                conn,
+                "INSERT INTO edits (note_id, version, op, payload, payload_hash,"
+                " by_id, by_name, by_role, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    note_id,
+                    version,
+                    op,
+                    rows.payload_json(payload),
+                    digest,
+                    by.id,
+                    by.name,
+                    by.role,
+                    now,
+                ],
+            )
+        return CommitResult(version, duplicate=False, content=text)
+
+    async def edits_since(self, note_id: str, since: int, limit: int) -> list[EditRecord] | None:
+        async with self.db.read(snapshot=True) as conn:
+            note = await fetch_one(conn, "SELECT version FROM notes WHERE id = ?", [note_id])
+            if note is None:
+                raise NotFound("note not found")
+            current = int(note["version"])
+            if since < 0 or since > current or current - since > limit:
+                return None
+            found = await fetch_all(
+                conn,
+                f"SELECT {_EDIT} FROM edits WHERE note_id = ? AND version > ? ORDER BY version",
+                [note_id, since],
+            )
+        edits = [rows.edit_record(r) for r in found]
+        return edits if rows.contiguous_edits(edits, since, current) else None
+
+    # -- revisions --------------------------------------------------------------
+    async def save_revision(self, note_id: str, by_id: str | None) -> Revision:
+        async with self.db.write() as conn:
+            note = await fetch_one(
+                conn, "SELECT version, title, content FROM notes WHERE id = ?", [note_id]
+            )
+            if note is None:
+                raise NotFound("note not found")
+            await execute(
+                conn,
+                "INSERT INTO revisions (note_id, version, title, content, by_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (note_id, version) DO NOTHING",
+                [note_id, note["version"], note["title"], note["content"], by_id, rows.utc_now()],
+            )
+            row = await fetch_one(
+                conn,
+                f"SELECT {_REVISION} FROM revisions WHERE note_id = ? AND version = ?",
+                [note_id, note["version"]],
+            )
+        assert row is not None  # inserted or already present in this transaction
+        return rows.revision(row)
+
+    async def list_revisions(self, note_id: str) -> list[Revision]:
+        async with self.db.read() as conn:
+            found = await fetch_all(
+                conn,
+                f"SELECT {_REVISION} FROM revisions WHERE note_id = ? ORDER BY version DESC",
+                [note_id],
+            )
+        return [rows.revision(r) for r in found]
+
+    async def get_revision(self, note_id: str, version: int) -> Revision | None:
+        async with self.db.read(snapshot=True) as conn:
+            row = await fetch_one(
+                conn,
+                f"SELECT {_REVISION} FROM revisions WHERE note_id = ? AND version <= ?"
+                " ORDER BY version DESC LIMIT 1",
+                [note_id, version],
+            )
+            if row is None:
+                return None
+            base = rows.revision(row)
+            found = await fetch_all(
+                conn,
+                f"SELECT {_EDIT} FROM edits WHERE note_id = ? AND version > ?"
+                " AND version <= ? ORDER BY version",
+                [note_id, base.version, version],
+            )
+        return rows.rebuild_revision(base, [rows.edit_record(r) for r in found], version)
+
+    # -- lock audit -------------------------------------------------------------
+    async def record_lock_event(
+        self, note_id: str, kind: str, session: str, user_id: str, fence: int, detail: str = ""
+    ) -> None:
+        async with self.db.write() as conn:
+            await execute(
+                conn,
+                "INSERT INTO lock_events (note_id, kind, session, user_id, fence, at, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [note_id, kind, session, user_id, fence, rows.utc_now(), detail],
+            )
+
+    async def lock_events(self, note_id: str | None = None) -> list[LockEvent]:
+        async with self.db.read() as conn:
+            found = await fetch_all(
+                conn,
+                "SELECT id, note_id, kind, session, user_id, fence, at, detail FROM lock_events"
+                " WHERE :note IS NULL OR note_id = :note ORDER BY id",
+                {"note": note_id},
+            )
+        return [rows.lock_event(r) for r in found]

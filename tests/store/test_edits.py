@@ -1,0 +1,216 @@
+"""Store contract: the fence and ``commit_edit`` (architecture.md rules 1-2)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from collab.errors import BadRequest, Fenced, NotFound, Stale, TooLarge
+from collab.store import Store
+from collab.types import Change, EditPayload, User
+from tests.store.helpers import insert, make_note, make_user
+
+MAX = 1000
+
+
+async def _ready(store: Store, content: str = "hello") -> tuple[User, str]:
+    """An owner and a note whose fence is 1."""
+    owner = await make_user(store, "writer")
+    note = await make_note(store, owner, content)
+    assert await store.advance_fence(note.id, 1) == 1
+    return owner, note.id
+
+
+async def test_advance_fence_only_increases(store: Store) -> None:
+    owner = await make_user(store, "o")
+    note = await make_note(store, owner)
+    assert await store.get_fence(note.id) == 0
+    assert await store.advance_fence(note.id, 5) == 5
+    assert await store.advance_fence(note.id, 3) == 5  # lower: unchanged, current returned
+    assert await store.advance_fence(note.id, 5) == 5  # equal: unchanged
+    assert await store.get_fence(note.id) == 5
+    assert await store.advance_fence(note.id, 6) == 6
+    assert (await store.get_note(note.id)).fence == 6  # type: ignore[union-attr]
+    with pytest.raises(NotFound):
+        await store.advance_fence("0" * 32, 1)
+    with pytest.raises(NotFound):
+        await store.get_fence("0" * 32)
+
+
+async def test_commit_applies_and_versions_are_consecutive(store: Store) -> None:
+    owner, note_id = await _ready(store, "hello")
+    r1 = await store.commit_edit(note_id, 1, 0, "op-1", insert(5, " world"), owner, MAX)
+    assert (r1.version, r1.duplicate, r1.content) == (1, False, "hello world")
+    r2 = await store.commit_edit(note_id, 1, 1, "op-2", insert(0, "H", 1), owner, MAX)
+    assert (r2.version, r2.content) == (2, "Hello world")
+    multi = EditPayload(changes=(Change(0, 0, ">"), Change(12, 0, "!")))
+    r3 = await store.commit_edit(note_id, 1, 2, "op-3", multi, owner, MAX)
+    assert r3.content == ">Hello world!"
+    r4 = await store.commit_edit(note_id, 1, 3, "op-4", EditPayload(content="new"), owner, MAX)
+    assert (r4.version, r4.content) == (4, "new")
+    note = await store.get_note(note_id)
+    assert note is not None and (note.version, note.content, note.fence) == (4, "new", 1)
+    assert note.updated_at > note.created_at
+
+
+async def test_commit_missing_note(store: Store) -> None:
+    owner = await make_user(store, "o")
+    with pytest.raises(NotFound):
+        await store.commit_edit("0" * 32, 1, 0, "op", insert(0, "x"), owner, MAX)
+
+
+async def test_commit_fenced_lower_and_higher(store: Store) -> None:
+    owner, note_id = await _ready(store)
+    await store.advance_fence(note_id, 2)
+    with pytest.raises(Fenced):  # a stale token
+        await store.commit_edit(note_id, 1, 0, "op-a", insert(0, "x"), owner, MAX)
+    with pytest.raises(Fenced):  # a token never made durable: equality, not <=
+        await store.commit_edit(note_id, 3, 0, "op-b", insert(0, "x"), owner, MAX)
+    note = await store.get_note(note_id)
+    assert note is not None and (note.version, note.content) == (0, "hello")
+    assert await store.edits_since(note_id, 0, 10) == []
+
+
+async def test_commit_stale_reports_current_version(store: Store) -> None:
+    owner, note_id = await _ready(store)
+    await store.commit_edit(note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX)
+    with pytest.raises(Stale) as exc:
+        await store.commit_edit(note_id, 1, 0, "op-2", insert(0, "b"), owner, MAX)
+    assert exc.value.extra == {"version": 1}
+    assert exc.value.wire()["version"] == 1
+
+
+async def test_fence_is_checked_before_version(store: Store) -> None:
+    owner, note_id = await _ready(store)
+    await store.commit_edit(note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX)
+    await store.advance_fence(note_id, 2)
+    with pytest.raises(Fenced):
+        await store.commit_edit(note_id, 1, 0, "op-2", insert(0, "b"), owner, MAX)
+
+
+async def test_duplicate_op_same_payload_returns_original_version(store: Store) -> None:
+    owner, note_id = await _ready(store, "")
+    first = await store.commit_edit(note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX)
+    await store.commit_edit(note_id, 1, 1, "op-2", insert(1, "b"), owner, MAX)
+    # A retry after a lost ack: even with a stale base and a newer fence it is
+    # recognised (check 2 comes before the fence and version checks).
+    await store.advance_fence(note_id, 7)
+    again = await store.commit_edit(note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX)
+    assert (again.version, again.duplicate) == (first.version, True)
+    assert again.content == "ab"
+    note = await store.get_note(note_id)
+    assert note is not None and (note.version, note.content) == (2, "ab")
+
+
+async def test_duplicate_op_other_payload_is_bad_request(store: Store) -> None:
+    owner, note_id = await _ready(store, "")
+    await store.commit_edit(note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX)
+    with pytest.raises(BadRequest):
+        await store.commit_edit(note_id, 1, 1, "op-1", insert(0, "z"), owner, MAX)
+    # The same op id on another note is a different edit.
+    other = await make_note(store, owner, "")
+    await store.advance_fence(other.id, 1)
+    result = await store.commit_edit(other.id, 1, 0, "op-1", insert(0, "z"), owner, MAX)
+    assert (result.version, result.duplicate) == (1, False)
+
+
+async def test_out_of_range_change_is_bad_request(store: Store) -> None:
+    owner, note_id = await _ready(store, "abc")
+    with pytest.raises(BadRequest):
+        await store.commit_edit(note_id, 1, 0, "op-1", insert(4, "x"), owner, MAX)
+    with pytest.raises(BadRequest):
+        await store.commit_edit(note_id, 1, 0, "op-2", insert(2, "", 2), owner, MAX)
+    note = await store.get_note(note_id)
+    assert note is not None and (note.version, note.content) == (0, "abc")
+    # A refused op id is not burnt: it can commit once corrected.
+    ok = await store.commit_edit(note_id, 1, 0, "op-1", insert(3, "x"), owner, MAX)
+    assert (ok.version, ok.content) == (1, "abcx")
+
+
+async def test_too_large_result(store: Store) -> None:
+    owner, note_id = await _ready(store, "12345")
+    with pytest.raises(TooLarge):
+        await store.commit_edit(note_id, 1, 0, "op-1", insert(5, "6"), owner, 5)
+    exact = await store.commit_edit(note_id, 1, 0, "op-2", insert(0, "0", 1), owner, 5)
+    assert exact.content == "02345"
+
+
+async def test_code_points_not_bytes(store: Store) -> None:
+    owner, note_id = await _ready(store, "héllo 👋")
+    result = await store.commit_edit(note_id, 1, 0, "op-1", insert(7, "!"), owner, MAX)
+    assert result.content == "héllo 👋!"
+    assert (await store.get_note(note_id)).content == "héllo 👋!"  # type: ignore[union-attr]
+
+
+async def test_edits_since(store: Store) -> None:
+    owner, note_id = await _ready(store, "")
+    for i in range(5):
+        await store.commit_edit(note_id, 1, i, f"op-{i}", insert(i, str(i)), owner, MAX)
+    await store.commit_edit(note_id, 1, 5, "op-5", EditPayload(content="whole"), owner, MAX)
+    edits = await store.edits_since(note_id, 2, 10)
+    assert edits is not None
+    assert [e.version for e in edits] == [3, 4, 5, 6]
+    assert [e.op for e in edits] == ["op-2", "op-3", "op-4", "op-5"]
+    assert edits[0].payload == insert(2, "2")  # round-trips to EditPayload
+    assert edits[-1].payload == EditPayload(content="whole")
+    assert edits[0].by == owner and edits[0].note_id == note_id and edits[0].at.endswith("Z")
+    assert edits[0].wire()["changes"] == [{"at": 2, "del": 0, "ins": "2"}]
+    assert await store.edits_since(note_id, 6, 10) == []
+    assert await store.edits_since(note_id, 2, 4) is not None  # exactly the limit
+    assert await store.edits_since(note_id, 2, 3) is None  # more than the limit
+    assert await store.edits_since(note_id, 7, 10) is None  # ahead of the note: snapshot
+    with pytest.raises(NotFound):
+        await store.edits_since("0" * 32, 0, 10)
+
+
+async def test_edit_by_a_guest_is_logged_without_an_account(store: Store) -> None:
+    """The log copies the author (guests are never stored)."""
+    _, note_id = await _ready(store, "")
+    ghost = User("g" * 32, "visitor", "guest")
+    await store.commit_edit(note_id, 1, 0, "op-g", insert(0, "x"), ghost, MAX)
+    [edit] = await store.edits_since(note_id, 0, 10) or []
+    assert edit.by == ghost
+
+
+async def test_concurrent_commits_on_one_base_exactly_one_wins(store: Store) -> None:
+    owner, note_id = await _ready(store, "")
+    attempts = 12
+    results = await asyncio.gather(
+        *(
+            store.commit_edit(note_id, 1, 0, f"op-{i}", insert(0, str(i % 10)), owner, MAX)
+            for i in range(attempts)
+        ),
+        return_exceptions=True,
+    )
+    wins = [r for r in results if not isinstance(r, BaseException)]
+    stale = [r for r in results if isinstance(r, Stale)]
+    assert len(wins) == 1 and len(stale) == attempts - 1, results
+    assert all(s.extra == {"version": 1} for s in stale)
+    note = await store.get_note(note_id)
+    assert note is not None and note.version == 1 and note.content == wins[0].content
+
+
+async def test_concurrent_chained_commits_keep_versions_consecutive(store: Store) -> None:
+    """Writers that retry on Stale end with one edit per op, versions 1..n."""
+    owner, note_id = await _ready(store, "")
+
+    async def writer(name: str, count: int) -> None:
+        for i in range(count):
+            while True:
+                note = await store.get_note(note_id)
+                assert note is not None
+                try:
+                    await store.commit_edit(
+                        note_id, 1, note.version, f"{name}-{i}", insert(0, name), owner, MAX
+                    )
+                    break
+                except Stale:
+                    continue
+
+    await asyncio.gather(*(writer(n, 5) for n in "abcd"))
+    edits = await store.edits_since(note_id, 0, 100)
+    assert edits is not None and [e.version for e in edits] == list(range(1, 21))
+    assert len({e.op for e in edits}) == 20
+    note = await store.get_note(note_id)
+    assert note is not None and sorted(note.content) == sorted("abcd" * 5)
