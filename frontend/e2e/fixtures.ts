@@ -1,0 +1,59 @@
+/** Test fixtures: a fresh server per test, sign-in helpers and screenshot capture. */
+import { test as base, expect, type Page } from '@playwright/test';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { CollabServer, freePort, frontendDir } from './server';
+
+export const PASSWORD = 'correct-horse-battery';
+const shotsDir = path.join(frontendDir, 'test-results', 'screenshots');
+const docsShotsDir = path.resolve(frontendDir, '..', 'docs', 'screenshots');
+
+export const test = base.extend<{ server: CollabServer }>({
+  server: async ({}, use, testInfo) => {
+    const server = new CollabServer(await freePort());
+    await server.start();
+    try {
+      await use(server);
+    } finally {
+      if (testInfo.status !== testInfo.expectedStatus) {
+        await testInfo.attach('server-log', { body: server.output(), contentType: 'text/plain' });
+      }
+      await server.dispose();
+    }
+  },
+});
+
+export { expect };
+
+/** Sign in through the login form. */
+export async function signIn(page: Page, server: CollabServer, username: string, password = PASSWORD): Promise<void> {
+  await page.goto(`${server.url}/#/`);
+  await page.getByLabel('User name').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('heading', { name: 'Notes', level: 1 })).toBeVisible();
+  await expect(page.getByTestId('connection-badge')).toHaveAttribute('data-state', 'connected');
+}
+
+/**
+ * Save a screenshot under test-results/screenshots/. With UPDATE_DOCS_SCREENSHOTS=1 the
+ * ones named for the docs are also copied to docs/screenshots/.
+ */
+export async function shot(page: Page, name: string, forDocs = false): Promise<void> {
+  mkdirSync(shotsDir, { recursive: true });
+  const file = path.join(shotsDir, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: false });
+  await test.info().attach(name, { path: file, contentType: 'image/png' });
+  if (forDocs && process.env.UPDATE_DOCS_SCREENSHOTS === '1') {
+    mkdirSync(docsShotsDir, { recursive: true });
+    copyFileSync(file, path.join(docsShotsDir, `${name}.png`));
+  }
+}
+
+export function editor(page: Page) {
+  return page.getByRole('textbox', { name: 'Note text' });
+}
+
+export function lockText(page: Page) {
+  return page.getByTestId('lock-text');
+}
