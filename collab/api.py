@@ -17,7 +17,7 @@ from collab.access import can_create_notes, can_manage, is_admin, note_access
 from collab.auth import hash_password, iso_from_unix, verify_password
 from collab.errors import BadRequest, Forbidden, NotFound, TooLarge, Unauthorized
 from collab.messages import NOTE_ID
-from collab.types import GRANTS, ROLES, VISIBILITIES, Note, User, Visibility
+from collab.types import GRANTS, ROLES, VISIBILITIES, Access, Note, User, Visibility
 
 if TYPE_CHECKING:
     from collab.app import Runtime
@@ -98,7 +98,7 @@ async def caller(request: Request) -> User:
     return claims.user
 
 
-async def load_note(request: Request, user: User) -> tuple[Note, str]:
+async def load_note(request: Request, user: User) -> tuple[Note, Access]:
     rt = rt_of(request)
     note_id = request.path_params["note_id"]
     valid = len(note_id) <= 64 and NOTE_ID.fullmatch(note_id)
@@ -109,6 +109,15 @@ async def load_note(request: Request, user: User) -> tuple[Note, str]:
     if access is None:
         raise Forbidden("you cannot read this note")
     return note, access
+
+
+async def managed_note(request: Request, doing: str) -> Note:
+    """The note of the path, if the caller is its owner or an admin (whose
+    access is then "admin")."""
+    note, access = await load_note(request, await caller(request))
+    if not can_manage(access):
+        raise Forbidden(f"only the owner or an admin can {doing}")
+    return note
 
 
 def _summary(note: Note, access: str) -> dict[str, Any]:
@@ -226,15 +235,12 @@ async def create_note(request: Request) -> Response:
 async def get_note(request: Request) -> Response:
     user = await caller(request)
     note, access = await load_note(request, user)
-    return json(note.wire(access))  # type: ignore[arg-type]
+    return json(note.wire(access))
 
 
 async def patch_note(request: Request) -> Response:
-    user = await caller(request)
     rt = rt_of(request)
-    note, access = await load_note(request, user)
-    if not can_manage(access):  # type: ignore[arg-type]
-        raise Forbidden("only the owner or an admin can change this note")
+    note = await managed_note(request, "change this note")
     data = await body(request)
     title = field_str(data, "title", max_len=rt.settings.max_title_chars, required=False)
     if title is not None and not title.strip():
@@ -245,26 +251,20 @@ async def patch_note(request: Request) -> Response:
         # Readers who relied on the note being public lose access now.
         for session in await rt.registry.sessions():
             if session.user.id != note.owner_id:
-                await rt.hub.user_access_changed(session.user.id, note.id)
-    return json(updated.wire(access))  # type: ignore[arg-type]
+                await rt.hub.revocations.user_access_changed(session.user.id, note.id)
+    return json(updated.wire("admin"))
 
 
 async def delete_note(request: Request) -> Response:
-    user = await caller(request)
     rt = rt_of(request)
-    note, access = await load_note(request, user)
-    if not can_manage(access):  # type: ignore[arg-type]
-        raise Forbidden("only the owner or an admin can delete this note")
+    note = await managed_note(request, "delete this note")
     await rt.store.delete_note(note.id)
-    await rt.hub.note_deleted(note.id)
+    await rt.hub.revocations.note_deleted(note.id)
     return Response(status_code=204)
 
 
 async def list_access(request: Request) -> Response:
-    user = await caller(request)
-    note, access = await load_note(request, user)
-    if not can_manage(access):  # type: ignore[arg-type]
-        raise Forbidden("only the owner or an admin can see who has access")
+    note = await managed_note(request, "see who has access")
     grants = await rt_of(request).store.list_access(note.id)
     return json(
         {"grants": [{"user": {"id": u.id, "name": u.name}, "access": g} for u, g in grants]}
@@ -272,31 +272,25 @@ async def list_access(request: Request) -> Response:
 
 
 async def put_access(request: Request) -> Response:
-    user = await caller(request)
     rt = rt_of(request)
-    note, access = await load_note(request, user)
-    if not can_manage(access):  # type: ignore[arg-type]
-        raise Forbidden("only the owner or an admin can share this note")
+    note = await managed_note(request, "share this note")
     grant = field_choice(await body(request), "access", GRANTS, required=True)
     target = await rt.store.get_user(request.path_params["user_id"])
     if target is None:
         raise NotFound("no such user")
     await rt.store.set_access(note.id, target.id, grant)
     if grant == "read":  # a downgrade from write fences any token they hold
-        await rt.hub.user_access_changed(target.id, note.id)
+        await rt.hub.revocations.user_access_changed(target.id, note.id)
     return json({"user": {"id": target.id, "name": target.name}, "access": grant})
 
 
 async def delete_access(request: Request) -> Response:
-    user = await caller(request)
     rt = rt_of(request)
-    note, access = await load_note(request, user)
-    if not can_manage(access):  # type: ignore[arg-type]
-        raise Forbidden("only the owner or an admin can change sharing")
+    note = await managed_note(request, "change sharing")
     target_id = request.path_params["user_id"]
     if not await rt.store.delete_access(note.id, target_id):
         raise NotFound("that user has no grant on this note")
-    await rt.hub.user_access_changed(target_id, note.id)
+    await rt.hub.revocations.user_access_changed(target_id, note.id)
     return Response(status_code=204)
 
 
@@ -344,7 +338,7 @@ async def admin_patch_user(request: Request) -> Response:
         raise BadRequest("cannot demote the last administrator")
     updated = await rt.store.set_role(target.id, role)
     if updated.role != target.role:
-        await rt.hub.user_access_changed(target.id, None)
+        await rt.hub.revocations.user_access_changed(target.id, None)
     return json(updated.wire())
 
 
@@ -364,13 +358,13 @@ async def admin_sessions(request: Request) -> Response:
 async def admin_revoke(request: Request) -> Response:
     actor = await admin(request)
     note_id = request.path_params["note_id"]
-    fence = await rt_of(request).hub.revoke(actor, note_id)
+    fence = await rt_of(request).hub.revocations.revoke(actor, note_id)
     return json({"note": note_id, "fence": fence})
 
 
 async def admin_kick(request: Request) -> Response:
     await admin(request)
-    await rt_of(request).hub.kick(request.path_params["session_id"])
+    await rt_of(request).hub.revocations.kick(request.path_params["session_id"])
     return json({"session": request.path_params["session_id"], "kicked": True})
 
 

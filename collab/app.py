@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 from collab import api
 from collab.auth import Claims, LoginThrottle, TokenCodec, hash_password
 from collab.bus import make_bus
-from collab.errors import CollabError, Internal, Unauthorized
+from collab.errors import CollabError, Internal, Unauthorized, Unavailable
 from collab.hub import Hub
 from collab.leases import make_lease_store
 from collab.logs import request_id
@@ -199,7 +199,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def ws_endpoint(websocket: WebSocket) -> None:
         rt: Runtime = websocket.app.state.runtime
         if rt.draining:
-            await websocket.close(code=1012)
+            # Refuse the upgrade with 503 so the gateway retries another replica.
+            refusal = Unavailable("this replica is restarting; connect again")
+            await websocket.send_denial_response(api.json(refusal.http_body(), 503))
             return
         await Connection(websocket, rt, client_ip(websocket)).run()
 

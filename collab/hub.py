@@ -10,33 +10,30 @@ replays the missing edits from the store before pushing (rule 7).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from typing import Any
 
-from collab.access import can_manage, can_write, note_access
+from collab.access import note_access
 from collab.bus.base import Bus, Event
+from collab.clock import utc_now
+from collab.edits import EditFeed
 from collab.errors import Forbidden, NotFound, RateLimited
 from collab.leases.base import LeaseStore
-from collab.messages import Edit, Rid, encode
+from collab.messages import Rid, encode
 from collab.metrics import Metrics
 from collab.peer import Peer
 from collab.presence.base import PresenceStore
 from collab.registry.base import SessionRecord, SessionRegistry
+from collab.revocation import Revocations
 from collab.settings import Settings
 from collab.store.base import Store
 from collab.tokens import Tokens
-from collab.types import Access, EditRecord, Note, User
+from collab.types import Access, Note, User
 
 log = logging.getLogger("collab.hub")
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Hub:
@@ -63,11 +60,12 @@ class Hub:
         self.note_version: dict[str, int] = {}  # highest version delivered here
         self.last_lock: dict[str, str] = {}
         self.last_viewers: dict[str, str] = {}
-        self._note_locks: dict[str, asyncio.Lock] = {}
         self._refreshing: dict[tuple[str, str], bool] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.tokens = Tokens(self)
+        self.edits = EditFeed(self)
+        self.revocations = Revocations(self)
         self.draining = False
         self._timelines_seen = store.timeline_changes
         self._timeline_changes = 0  # store failovers already acted on (rule 10)
@@ -109,7 +107,7 @@ class Hub:
             for note_id in list(peer.subs):
                 try:
                     await self.presence.remove(note_id, peer.session)
-                    await self._publish({"t": "presence", "note": note_id})
+                    await self.publish({"t": "presence", "note": note_id})
                 except Exception:
                     log.warning("presence removal on drain failed", extra={"note": note_id})
             peer.close_soon(1012, "server restarting")
@@ -150,7 +148,7 @@ class Hub:
             self.peers.pop(session, None)
             local.close_soon(4409, "session resumed elsewhere")
         if previous.replica != self.replica_id:
-            await self._publish({"t": "moved", "session": session, "socket": previous.socket})
+            await self.publish({"t": "moved", "session": session, "socket": previous.socket})
 
     async def _adopt_leases(self, session: str) -> None:
         for note_id in await self.registry.notes(session):
@@ -173,7 +171,7 @@ class Hub:
         for note_id in list(peer.subs):
             try:
                 if await self.presence.remove(note_id, peer.session):
-                    await self._publish({"t": "presence", "note": note_id})
+                    await self.publish({"t": "presence", "note": note_id})
             except Exception:
                 log.warning("presence removal failed", extra={"note": note_id})
         if self.draining:
@@ -213,7 +211,7 @@ class Hub:
             if await self.presence.touch(
                 note_id, peer.session, peer.user, self.settings.lease_ttl_ms
             ):
-                await self._publish({"t": "presence", "note": note_id})
+                await self.publish({"t": "presence", "note": note_id})
         return await self.tokens.heartbeat(peer)
 
     # -- access -----------------------------------------------------------------
@@ -255,8 +253,8 @@ class Hub:
         lock = await self.tokens.lock_state(note_id)
         changed = await self.presence.touch(note_id, peer.session, peer.user,
                                             self.settings.lease_ttl_ms)  # fmt: skip
-        viewers = await self._viewers(note_id)
-        async with self._note_lock(note_id):
+        viewers = await self.viewers(note_id)
+        async with self.edits.note_lock(note_id):
             # Read the snapshot under the note's delivery lock so no edit push
             # can slip between the snapshot and the registration.
             fresh = await self.store.get_note_replica(note_id) or note
@@ -272,7 +270,7 @@ class Hub:
             }))  # fmt: skip
         self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
         if changed:
-            await self._publish({"t": "presence", "note": note_id})
+            await self.publish({"t": "presence", "note": note_id})
 
     async def unsubscribe(self, peer: Peer, note_id: str) -> None:
         peers = self.note_peers.get(note_id)
@@ -282,121 +280,12 @@ class Hub:
                 self._forget_note(note_id)
         peer.subs.pop(note_id, None)
         if await self.presence.remove(note_id, peer.session):
-            await self._publish({"t": "presence", "note": note_id})
+            await self.publish({"t": "presence", "note": note_id})
         self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
-
-    async def sync(self, peer: Peer, note_id: str, since: int, rid: Rid) -> None:
-        access = await self.access_for(peer, note_id)
-        if access is None:
-            raise Forbidden("you cannot read this note")
-        edits = await self.store.edits_since(note_id, since, self.settings.sync_max_edits)
-        if edits is None:
-            note = await self.store.get_note(note_id)
-            if note is None:
-                raise NotFound("no such note")
-            lock = await self.tokens.lock_state(note_id)
-            peer.push(encode({
-                "type": "snapshot", "rid": rid, "note": note_id, "title": note.title,
-                "content": note.content, "version": note.version, "access": access,
-                "lock": lock.wire() if lock else None, "viewers": await self._viewers(note_id),
-            }))  # fmt: skip
-            if note_id in peer.subs:
-                peer.subs[note_id] = note.version
-            return
-        to = edits[-1].version if edits else since
-        peer.push(encode({
-            "type": "changes", "rid": rid, "note": note_id, "from": since, "to": to,
-            "edits": [e.wire() for e in edits],
-        }))  # fmt: skip
-        if note_id in peer.subs:
-            peer.subs[note_id] = max(peer.subs[note_id], to)
-
-    # -- edits ----------------------------------------------------------------------
-    async def edit(self, peer: Peer, msg: Edit) -> dict[str, Any]:
-        access = await self.access_for(peer, msg.note)
-        if not can_write(access) or peer.user.role == "guest":
-            raise Forbidden("you cannot write to this note")
-        started = time.perf_counter()
-        try:
-            result = await self.store.commit_edit(
-                msg.note, msg.fence, msg.base, msg.op, msg.payload, peer.user,
-                self.settings.max_note_chars,
-            )  # fmt: skip
-        except Exception as exc:
-            if getattr(exc, "code", "") == "fenced":
-                self.metrics.fenced_writes.inc()
-                self.spawn(self.audit(msg.note, "fenced_write", peer.session, peer.user.id,
-                                      msg.fence))  # fmt: skip
-            raise
-        self.metrics.edit_commit.observe(time.perf_counter() - started)
-        ack = {"type": "ack", "rid": msg.rid, "note": msg.note, "op": msg.op,
-               "version": result.version}  # fmt: skip
-        if result.duplicate:
-            return ack
-        self.metrics.edits.inc()
-        if msg.note in peer.subs:
-            peer.subs[msg.note] = max(peer.subs[msg.note], result.version)
-        record = EditRecord(msg.note, result.version, msg.op, msg.payload, peer.user, utc_now())
-        frame = record.wire()
-        await self._deliver(msg.note, result.version, encode(frame), time.time(), "local")
-        await self._publish({"t": "edited", "note": msg.note, "version": result.version,
-                             "frame": frame, "ts": time.time()})  # fmt: skip
-        if result.version % self.settings.revision_every_versions == 0:
-            self.spawn(self.save_revision(msg.note, peer.user.id))
-        return ack
-
-    async def save_revision(self, note_id: str, by_id: str | None) -> None:
-        with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to keep
-            await self.store.save_revision(note_id, by_id)
-
-    def _note_lock(self, note_id: str) -> asyncio.Lock:
-        lock = self._note_locks.get(note_id)
-        if lock is None:
-            lock = self._note_locks[note_id] = asyncio.Lock()
-        return lock
-
-    async def _deliver(
-        self, note_id: str, version: int, frame: str, ts: float, origin: str
-    ) -> None:
-        """Push edit ``version`` to local subscribers in order, replaying any
-        versions this replica missed from the store first."""
-        if note_id not in self.note_peers:
-            return
-        async with self._note_lock(note_id):
-            known = self.note_version.get(note_id)
-            if known is None or version <= known:
-                return
-            if version > known + 1:
-                await self._fill_gap(note_id, known)
-                if self.note_version.get(note_id, -1) >= version:
-                    return
-            self._push_edit(note_id, version, frame)
-            self.metrics.fanout.labels(origin).observe(max(0.0, time.time() - ts))
-
-    def _push_edit(self, note_id: str, version: int, frame: str) -> None:
-        for peer in self.note_peers.get(note_id, ()):
-            if peer.subs.get(note_id, 0) < version:
-                peer.push(frame)
-                peer.subs[note_id] = version
-        self.note_version[note_id] = max(self.note_version.get(note_id, -1), version)
-
-    async def _fill_gap(self, note_id: str, known: int) -> None:
-        edits = await self.store.edits_since(note_id, known, self.settings.sync_max_edits)
-        if edits is None:
-            note = await self.store.get_note(note_id)
-            if note is None:
-                return
-            for peer in self.note_peers.get(note_id, ()):
-                if peer.subs.get(note_id, 0) < note.version:
-                    await self.sync(peer, note_id, peer.subs.get(note_id, 0), None)
-            self.note_version[note_id] = note.version
-            return
-        for record in edits:
-            self._push_edit(note_id, record.version, encode(record.wire()))
 
     # -- lock & presence fan-out -----------------------------------------------------
     async def lock_changed(self, note_id: str, reason: str, fence: int = 0) -> None:
-        await self._publish({"t": "lock", "note": note_id, "reason": reason, "fence": fence})
+        await self.publish({"t": "lock", "note": note_id, "reason": reason, "fence": fence})
 
     async def audit(
         self, note_id: str, kind: str, session: str, user_id: str, fence: int, detail: str = ""
@@ -406,7 +295,7 @@ class Hub:
         except Exception:
             log.warning("lock audit write failed", extra={"note": note_id, "kind": kind})
 
-    async def _viewers(self, note_id: str) -> list[dict[str, Any]]:
+    async def viewers(self, note_id: str) -> list[dict[str, Any]]:
         seen: dict[str, dict[str, Any]] = {}
         for _, user in await self.presence.viewers(note_id):
             seen.setdefault(user.id, user.wire())
@@ -446,7 +335,7 @@ class Hub:
                 peer.push(frame)
 
     async def _push_viewers(self, note_id: str) -> None:
-        viewers = await self._viewers(note_id)
+        viewers = await self.viewers(note_id)
         frame = encode({"type": "presence", "note": note_id, "viewers": viewers})
         if self.last_viewers.get(note_id) != frame:
             self.last_viewers[note_id] = frame
@@ -454,7 +343,7 @@ class Hub:
                 peer.push(frame)
 
     # -- bus ------------------------------------------------------------------------------
-    async def _publish(self, event: Event) -> None:
+    async def publish(self, event: Event) -> None:
         event["replica"] = self.replica_id
         try:
             await self.bus.publish(event)
@@ -470,7 +359,7 @@ class Hub:
         if kind == "edited":
             if event.get("replica") != self.replica_id or local:
                 frame = event["frame"]
-                await self._deliver(note_id, int(event["version"]), encode(frame),
+                await self.edits.deliver(note_id, int(event["version"]), encode(frame),
                                     float(event.get("ts", time.time())), "remote")  # fmt: skip
         elif kind == "lock":
             self._refresh(note_id, "lock")
@@ -481,7 +370,7 @@ class Hub:
         elif kind == "moved":
             await self._on_moved(str(event["session"]), str(event["socket"]))
         elif kind == "access":
-            await self._on_access(str(event["user"]), event.get("note"))
+            await self.revocations.on_access(str(event["user"]), event.get("note"))
         elif kind == "kick":
             peer = self.peers.get(str(event["session"]))
             if peer is not None:
@@ -500,68 +389,6 @@ class Hub:
             del self.peers[session]
             self.tokens.forget_session(session)
             peer.close_soon(4409, "session resumed elsewhere")
-
-    async def _on_access(self, user_id: str, note_id: Any) -> None:
-        """Role or grant changed: re-check every local socket of the user at
-        once; drop what it may no longer see, fence what it may no longer
-        write (protocol.md, Roles and access)."""
-        record = await self.store.get_user(user_id)
-        for peer in [p for p in self.peers.values() if p.user.id == user_id]:
-            if record is None:
-                peer.close_soon(4403, "account removed")
-                continue
-            peer.user = record.user()
-            notes = [note_id] if isinstance(note_id, str) else list(peer.subs)
-            for nid in notes:
-                peer.access.pop(nid, None)
-                note = await self.store.get_note(nid)
-                access = await self.access_of(peer.user, note) if note else None
-                if access is None and nid in peer.subs:
-                    peer.close_soon(4403, "access revoked")
-                    break
-                if nid in peer.subs and access is not None:
-                    peer.access[nid] = access
-                    peer.push(encode({"type": "access", "note": nid, "access": access}))
-
-    async def user_access_changed(self, user_id: str, note_id: str | None) -> None:
-        """Called by the API after a role change or a grant removal. Fences any
-        token the user may no longer hold right here (it works even when the
-        holder's replica is cut off), then tells every replica."""
-        record = await self.store.get_user(user_id)
-        for session in await self.registry.sessions_of(user_id):
-            for nid in await self.registry.notes(session.session):
-                if note_id is not None and nid != note_id:
-                    continue
-                note = await self.store.get_note(nid)
-                if note is None:
-                    continue
-                user = record.user() if record else User(user_id, "", "guest")
-                if not can_write(await self.access_of(user, note)):
-                    view = await self.leases.view(nid)
-                    if getattr(view, "session", None) == session.session:
-                        await self.tokens.revoke(user, nid)
-        await self._publish({"t": "access", "user": user_id, "note": note_id})
-
-    async def kick(self, session: str) -> None:
-        record = await self.registry.get(session)
-        if record is None:
-            raise NotFound("no such session")
-        for nid in await self.registry.notes(session):
-            view = await self.leases.view(nid)
-            if getattr(view, "session", None) == session:
-                await self.tokens.revoke(record.user, nid)
-        await self._publish({"t": "kick", "session": session})
-
-    async def note_deleted(self, note_id: str) -> None:
-        await self._publish({"t": "deleted", "note": note_id})
-
-    async def revoke(self, actor: User, note_id: str) -> int:
-        note = await self.store.get_note(note_id)
-        if note is None:
-            raise NotFound("no such note")
-        if not can_manage(await self.access_of(actor, note)):
-            raise Forbidden("only the owner or an admin can revoke the token")
-        return await self.tokens.revoke(actor, note_id)
 
     # -- reconcile ---------------------------------------------------------------------------
     async def resync(self) -> None:
@@ -624,5 +451,5 @@ class Hub:
                 continue
             known = self.note_version.get(note_id)
             if known is not None and note.version > known:
-                async with self._note_lock(note_id):
-                    await self._fill_gap(note_id, self.note_version.get(note_id, known))
+                async with self.edits.note_lock(note_id):
+                    await self.edits.fill_gap(note_id, self.note_version.get(note_id, known))

@@ -219,7 +219,7 @@ class Connection:
             if not self._edits.take(now):
                 self.rt.metrics.rate_limited.labels("edits").inc()
                 raise RateLimited("too many edits; slow down")
-            return await hub.edit(self, msg)
+            return await hub.edits.edit(self, msg)
         if isinstance(msg, m.Subscribe):
             await hub.subscribe(self, msg.note, msg.rid)
             return None
@@ -227,7 +227,7 @@ class Connection:
             await hub.unsubscribe(self, msg.note)
             return {"type": "unsubscribed", "rid": msg.rid, "note": msg.note}
         if isinstance(msg, m.Sync):
-            await hub.sync(self, msg.note, msg.since, msg.rid)
+            await hub.edits.sync(self, msg.note, msg.since, msg.rid)
             return None
         if isinstance(msg, m.Acquire):
             if not self._acquires.take(now):
@@ -237,7 +237,7 @@ class Connection:
         if isinstance(msg, m.Release):
             return await hub.tokens.release(self, msg.note, msg.fence, msg.rid)
         if isinstance(msg, m.Revoke):
-            fence = await hub.revoke(self.user, msg.note)
+            fence = await hub.revocations.revoke(self.user, msg.note)
             return {"type": "revoked", "rid": msg.rid, "note": msg.note, "fence": fence}
         if isinstance(msg, m.Refresh):
             return await self._refresh(msg)

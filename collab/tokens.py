@@ -104,7 +104,13 @@ class Tokens:
             if self.settings.fault_stall_after_grant_s:  # test-only fault window
                 await asyncio.sleep(self.settings.fault_stall_after_grant_s)
             try:
-                stored = await self.store.advance_fence(note_id, result.fence)
+                # Rule 1: a fresh grant counts only if it raises the fence. The
+                # database already at our value means Redis lost its counter
+                # (rule 8) and re-issued a fence someone may still hold.
+                floor = 0 if result.already else await self.store.get_fence(note_id)
+                stored = floor
+                if floor < result.fence:
+                    stored = await self.store.advance_fence(note_id, result.fence)
             except NotFound:
                 await self.leases.drop(note_id, session, result.fence)
                 raise
@@ -112,7 +118,7 @@ class Tokens:
                 # The grant never counted (rule 1): give the lease back at once.
                 await self._drop_quietly(note_id, session, result.fence)
                 raise
-            if stored == result.fence:
+            if stored == result.fence and floor < result.fence:
                 # Also reached for an "already" grant we did not track (a lost
                 # reply, a resume): advancing again is a no-op in PostgreSQL.
                 await self._granted(session, user, note_id, result.fence)
@@ -136,7 +142,10 @@ class Tokens:
         self._hold(session, note_id, fence)
         self.metrics.grants.inc()
         await self.hub.registry.add_note(session, note_id)
-        await self.hub.audit(note_id, "granted", session, user.id, fence)
+        # The audit row is best effort (hub.audit swallows failures) and the
+        # grant already counted when advance_fence committed (rule 1): write
+        # it off the hot path, saving one commit per grant.
+        self.hub.spawn(self.hub.audit(note_id, "granted", session, user.id, fence))
         await self.hub.lock_changed(note_id, "granted", fence=fence)
 
     # -- waiters -----------------------------------------------------------------
@@ -197,6 +206,11 @@ class Tokens:
             if ok:
                 held.deadline = time.monotonic() + self.ttl_s
                 self.metrics.renewals.inc()
+            elif await self.leases.check_epoch():
+                # The lease is gone because Redis lost its data (rule 8): every
+                # lease is void, and holders are told "reset", not "expired".
+                await self.on_reset()
+                break
             else:
                 await self.lose(session, note_id, "expired")
         for note_id in list(self.waiting.get(session, {})):
@@ -214,8 +228,10 @@ class Tokens:
             await self.leases.release(note_id, session, held.fence)
             self.held[session].pop(note_id, None)
             await self.hub.registry.remove_note(session, note_id)
-            await self.hub.audit(note_id, "released", session, peer.user.id, held.fence)
-            self.hub.spawn(self.hub.save_revision(note_id, peer.user.id))
+            # Best-effort audit off the hot path: the waiter's hand-off need
+            # not wait for this commit.
+            self.hub.spawn(self.hub.audit(note_id, "released", session, peer.user.id, held.fence))
+            self.hub.spawn(self.hub.edits.save_revision(note_id, peer.user.id))
         elif held is None and fence is not None:
             # A release for a lease this replica does not track (e.g. right
             # after a resume): still a compare-owner delete, so it is safe.

@@ -1,0 +1,83 @@
+"""Live revocation: role changes, removed grants, kicks, deleted notes and
+admin revokes take effect at once on every replica (protocol.md, Roles and
+access). Tokens are fenced by the replica that handles the request, through
+PostgreSQL, so it works even when the holder's replica is cut off (rule 5)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from collab.access import can_manage, can_write
+from collab.errors import Forbidden, NotFound
+from collab.messages import encode
+from collab.types import User
+
+if TYPE_CHECKING:
+    from collab.hub import Hub
+
+
+class Revocations:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def on_access(self, user_id: str, note_id: Any) -> None:
+        """Role or grant changed: re-check every local socket of the user at
+        once; drop what it may no longer see, fence what it may no longer
+        write (protocol.md, Roles and access)."""
+        record = await self.hub.store.get_user(user_id)
+        for peer in [p for p in self.hub.peers.values() if p.user.id == user_id]:
+            if record is None:
+                peer.close_soon(4403, "account removed")
+                continue
+            peer.user = record.user()
+            notes = [note_id] if isinstance(note_id, str) else list(peer.subs)
+            for nid in notes:
+                peer.access.pop(nid, None)
+                note = await self.hub.store.get_note(nid)
+                access = await self.hub.access_of(peer.user, note) if note else None
+                if access is None and nid in peer.subs:
+                    peer.close_soon(4403, "access revoked")
+                    break
+                if nid in peer.subs and access is not None:
+                    peer.access[nid] = access
+                    peer.push(encode({"type": "access", "note": nid, "access": access}))
+
+    async def user_access_changed(self, user_id: str, note_id: str | None) -> None:
+        """Called by the API after a role change or a grant removal. Fences any
+        token the user may no longer hold right here (it works even when the
+        holder's replica is cut off), then tells every replica."""
+        record = await self.hub.store.get_user(user_id)
+        for session in await self.hub.registry.sessions_of(user_id):
+            for nid in await self.hub.registry.notes(session.session):
+                if note_id is not None and nid != note_id:
+                    continue
+                note = await self.hub.store.get_note(nid)
+                if note is None:
+                    continue
+                user = record.user() if record else User(user_id, "", "guest")
+                if not can_write(await self.hub.access_of(user, note)):
+                    view = await self.hub.leases.view(nid)
+                    if getattr(view, "session", None) == session.session:
+                        await self.hub.tokens.revoke(user, nid)
+        await self.hub.publish({"t": "access", "user": user_id, "note": note_id})
+
+    async def kick(self, session: str) -> None:
+        record = await self.hub.registry.get(session)
+        if record is None:
+            raise NotFound("no such session")
+        for nid in await self.hub.registry.notes(session):
+            view = await self.hub.leases.view(nid)
+            if getattr(view, "session", None) == session:
+                await self.hub.tokens.revoke(record.user, nid)
+        await self.hub.publish({"t": "kick", "session": session})
+
+    async def note_deleted(self, note_id: str) -> None:
+        await self.hub.publish({"t": "deleted", "note": note_id})
+
+    async def revoke(self, actor: User, note_id: str) -> int:
+        note = await self.hub.store.get_note(note_id)
+        if note is None:
+            raise NotFound("no such note")
+        if not can_manage(await self.hub.access_of(actor, note)):
+            raise Forbidden("only the owner or an admin can revoke the token")
+        return await self.hub.tokens.revoke(actor, note_id)
