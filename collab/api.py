@@ -75,6 +75,8 @@ def field_str(data: dict[str, Any], key: str, *, max_len: int, required: bool = 
         return None
     if not isinstance(value, str):
         raise BadRequest(f"field {key!r} must be a string")
+    if "\x00" in value:  # PostgreSQL text cannot hold U+0000: refuse it on every backend
+        raise BadRequest(f"field {key!r} must not contain U+0000")
     if len(value) > max_len:
         raise BadRequest(f"field {key!r} is longer than {max_len} characters")
     return value
@@ -86,6 +88,16 @@ def field_choice(data: dict[str, Any], key: str, choices: tuple[str, ...], requi
         return None
     if value not in choices:
         raise BadRequest(f"field {key!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def path_id(request: Request, key: str, what: str) -> str:
+    """A path parameter naming a stored id (uuid hex): anything else cannot
+    exist, so it is ``NotFound`` before it reaches the database (U+0000 would
+    make PostgreSQL fail with a 500)."""
+    value: str = request.path_params[key]
+    if len(value) > 64 or not NOTE_ID.fullmatch(value):
+        raise NotFound(f"no such {what}")
     return value
 
 
@@ -197,7 +209,8 @@ async def lookup_user(request: Request) -> Response:
     if user.role == "guest":
         raise Forbidden("guests cannot look up users")
     name = request.query_params.get("name", "")
-    record = await rt_of(request).store.get_user_by_name(name) if name else None
+    valid = name and "\x00" not in name  # U+0000 would make PostgreSQL fail
+    record = await rt_of(request).store.get_user_by_name(name) if valid else None
     if record is None:
         raise NotFound("no such user")
     return json({"id": record.id, "name": record.name})
@@ -275,7 +288,7 @@ async def put_access(request: Request) -> Response:
     rt = rt_of(request)
     note = await managed_note(request, "share this note")
     grant = field_choice(await body(request), "access", GRANTS, required=True)
-    target = await rt.store.get_user(request.path_params["user_id"])
+    target = await rt.store.get_user(path_id(request, "user_id", "user"))
     if target is None:
         raise NotFound("no such user")
     await rt.store.set_access(note.id, target.id, grant)
@@ -287,7 +300,7 @@ async def put_access(request: Request) -> Response:
 async def delete_access(request: Request) -> Response:
     rt = rt_of(request)
     note = await managed_note(request, "change sharing")
-    target_id = request.path_params["user_id"]
+    target_id = path_id(request, "user_id", "user")
     if not await rt.store.delete_access(note.id, target_id):
         raise NotFound("that user has no grant on this note")
     await rt.hub.revocations.user_access_changed(target_id, note.id)
@@ -305,7 +318,7 @@ async def get_revision(request: Request) -> Response:
     user = await caller(request)
     note, _ = await load_note(request, user)
     raw = request.path_params["version"]
-    if not raw.isdigit() or len(raw) > 15:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15:  # "²".isdigit() is True
         raise BadRequest("version must be a non-negative integer")
     revision = await rt_of(request).store.get_revision(note.id, int(raw))
     if revision is None:
@@ -331,7 +344,7 @@ async def admin_patch_user(request: Request) -> Response:
     actor = await admin(request)
     rt = rt_of(request)
     role = field_choice(await body(request), "role", tuple(r for r in ROLES if r != "guest"), True)
-    target = await rt.store.get_user(request.path_params["user_id"])
+    target = await rt.store.get_user(path_id(request, "user_id", "user"))
     if target is None:
         raise NotFound("no such user")
     if target.id == actor.id and role != "admin" and await rt.store.count_admins() <= 1:
@@ -357,7 +370,7 @@ async def admin_sessions(request: Request) -> Response:
 
 async def admin_revoke(request: Request) -> Response:
     actor = await admin(request)
-    note_id = request.path_params["note_id"]
+    note_id = path_id(request, "note_id", "note")
     fence = await rt_of(request).hub.revocations.revoke(actor, note_id)
     return json({"note": note_id, "fence": fence})
 

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from collab import api
+from collab import api, openapi
 from collab.auth import Claims, LoginThrottle, TokenCodec, hash_password
 from collab.bus import make_bus
 from collab.errors import CollabError, Internal, Unauthorized, Unavailable
@@ -231,6 +231,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes: list[Any] = [
         *api.ROUTES,
+        openapi.ROUTE,
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -201,6 +201,9 @@ class Hub:
     async def heartbeat(self, peer: Peer) -> list[dict[str, Any]]:
         if not await self.registry.touch(peer.session, peer.socket_id, self.settings.lease_ttl_ms):
             current = await self.registry.get(peer.session)
+            if current is not None and current.socket != peer.socket_id:
+                peer.close_soon(4409, "session resumed elsewhere")  # we missed the event
+                return []
             if current is None:  # expired while we were away: claim it back
                 await self.registry.claim(
                     SessionRecord(peer.session, peer.user, self.replica_id, peer.socket_id,
@@ -384,7 +387,11 @@ class Hub:
 
     async def _on_moved(self, session: str, socket: str) -> None:
         peer = self.peers.get(session)
-        if peer is not None and peer.socket_id == socket:
+        if peer is None:
+            # The session's old socket here is already gone: its leases are
+            # served elsewhere now, so stop tracking (and expiring) them here.
+            self.tokens.forget_session(session)
+        elif peer.socket_id == socket:
             self._drop_subscriptions(peer)
             del self.peers[session]
             self.tokens.forget_session(session)

@@ -193,6 +193,7 @@ def _parse_edit(obj: dict[str, Any], rid: Rid, limits: Limits) -> Edit:
         content = obj["content"]
         if not isinstance(content, str):
             raise BadRequest("field 'content' must be a string")
+        _no_nul(content, "content")
         payload = EditPayload(content=content)
     else:
         payload = EditPayload(changes=_changes(obj["changes"], limits))
@@ -217,8 +218,16 @@ def _changes(raw: Any, limits: Limits) -> tuple[Change, ...]:
         ins = item.get("ins", "")
         if not isinstance(ins, str):
             raise BadRequest(f"changes[{i}].ins must be a string")
+        _no_nul(ins, f"changes[{i}].ins")
         out.append(Change(at=at, delete=delete, insert=ins))
     return tuple(out)
+
+
+def _no_nul(text: str, name: str) -> None:
+    """Note text may not hold U+0000: PostgreSQL text cannot store it, and both
+    backends must accept exactly the same edits."""
+    if "\x00" in text:
+        raise BadRequest(f"field {name!r} must not contain U+0000")
 
 
 def _str(obj: dict[str, Any], key: str, max_len: int) -> str:

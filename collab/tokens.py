@@ -284,9 +284,17 @@ class Tokens:
         return fence
 
     async def lose(self, session: str, note_id: str, reason: LossReason) -> None:
-        held = self.held.get(session, {}).pop(note_id, None)
+        held = self.held.get(session, {}).get(note_id)
         if held is None:
             return
+        if reason == "expired" and session not in self.hub.peers:
+            # No socket here any more: the session may have resumed on another
+            # replica and renewed there. Only a lease really gone is a loss.
+            view = await self.leases.view(note_id)
+            if getattr(view, "session", None) == session:
+                self.held[session].pop(note_id, None)
+                return
+        self.held[session].pop(note_id, None)
         counter = {"expired": self.metrics.expiries, "reset": self.metrics.resets}
         if reason in counter:
             counter[reason].inc()

@@ -60,6 +60,9 @@ _LOST_CONNECTION: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.InterfaceError,
+    # A connection whose server ended it mid-protocol (pg_terminate_backend,
+    # failover) can surface as "cannot switch to state ...": also lost.
+    asyncpg.InternalClientError,
     asyncpg.exceptions.TargetServerAttributeNotMatched,
     OSError,
 )

@@ -1,0 +1,44 @@
+"""The ``collab`` command line: settings errors name the key, passwords come
+from stdin (never argv), migrations are idempotent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(
+    args: list[str], tmp: Path, stdin: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
+    base.update({"COLLAB_SQLITE_PATH": str(tmp / "db" / "c.db"), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "collab.cli", *args],
+        input=stdin, capture_output=True, text=True, env=base, timeout=60,
+    )  # fmt: skip
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
+    bad = run(["check-config"], tmp_path, COLLAB_LEASE_TTL_MS="10")
+    assert bad.returncode == 2 and "COLLAB_LEASE_TTL_MS" in bad.stderr
+    ok = run(["check-config"], tmp_path, COLLAB_JWT_SECRET="s" * 40)
+    assert ok.returncode == 0 and '"jwt_secret": "***"' in ok.stdout
+
+
+def test_user_add_reads_password_from_stdin(tmp_path: Path) -> None:
+    made = run(["user", "add", "alice", "--role", "admin"], tmp_path, stdin="a-long-password\n")
+    assert made.returncode == 0, made.stderr
+    assert "created admin alice" in made.stdout and "a-long-password" not in made.stdout
+    again = run(["user", "add", "alice"], tmp_path, stdin="a-long-password\n")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    short = run(["user", "add", "bob"], tmp_path, stdin="short\n")
+    assert short.returncode == 2
+
+
+def test_migrate_is_idempotent(tmp_path: Path) -> None:
+    first = run(["migrate"], tmp_path)
+    assert first.returncode == 0 and "001" in first.stdout
+    second = run(["migrate"], tmp_path)
+    assert second.returncode == 0 and "up to date" in second.stdout
