@@ -51,6 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
     )
     server = DrainingServer(config)
+    server.drain_delay_s = settings.drain_delay_s
     if settings.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
@@ -76,14 +77,27 @@ def _print_first_run_hint(settings: Settings) -> None:
 
 
 class DrainingServer(uvicorn.Server):
-    """On SIGTERM/SIGINT, flip readiness and drain every runtime (presence
-    removed, sockets closed with 1012, leases kept for resume elsewhere)
-    before uvicorn's own shutdown starts."""
+    """On the first SIGTERM/SIGINT, flip readiness to 503 and drain every
+    runtime (presence removed, sockets closed with 1012, leases kept for resume
+    elsewhere), keep answering HTTP for ``COLLAB_DRAIN_DELAY_S`` so load
+    balancers see the 503, then let uvicorn shut down. A second signal stops
+    at once."""
+
+    drain_delay_s = 0.0
+    _draining = False
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        if not self.should_exit:
-            drain_runtimes()
-        super().handle_exit(sig, frame)
+        if self._draining or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        drain_runtimes()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            super().handle_exit(sig, frame)
+            return
+        loop.call_later(self.drain_delay_s, super().handle_exit, sig, frame)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ class Settings:
     port: int = 8000
     workers: int = 1
     graceful_shutdown_s: float = 20.0
+    drain_delay_s: float = 0.0
     replica_id: str = ""
     log_level: str = "info"
     static_dir: str = ""
@@ -160,6 +161,7 @@ class Settings:
         need(0 < self.port < 65536, "port", "must be between 1 and 65535")
         need(self.workers >= 1, "workers", "must be at least 1")
         need(self.graceful_shutdown_s > 0, "graceful_shutdown_s", "must be positive")
+        need(self.drain_delay_s >= 0, "drain_delay_s", "must not be negative")
         need(self.heartbeat_ms >= 100, "heartbeat_ms", "must be at least 100")
         need(
             self.lease_ttl_ms >= 2 * self.heartbeat_ms,

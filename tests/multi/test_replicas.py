@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 
 from tests.support.client import Api, WsClient, new_op
@@ -177,3 +178,31 @@ async def test_drain_sends_1012_and_resume_elsewhere_keeps_token(
     # uvicorn re-raises the handled SIGTERM once shut down: -15 after a clean drain.
     assert a.proc is not None and a.proc.wait(15) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in a.log(), "drained and exited cleanly"
+
+
+def test_readiness_turns_503_while_draining(spawn_server: Callable[..., ServerProcess]) -> None:
+    """With a drain delay the load balancer can watch /readyz flip before the
+    replica stops listening; new WebSocket upgrades are refused with 503."""
+    db = asyncio.run(create_database())
+    try:
+        env = distributed_env(db, redis_url(), "d" + uuid.uuid4().hex[:8], COLLAB_DRAIN_DELAY_S="3")
+        server = spawn_server(env, name="drainer")
+        assert httpx.get(server.url + "/readyz").status_code == 200
+        server.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 2
+        statuses = set()
+        while time.monotonic() < deadline:
+            statuses.add(httpx.get(server.url + "/readyz").status_code)
+            if 503 in statuses:
+                break
+            time.sleep(0.05)
+        assert 503 in statuses
+        upgrade = httpx.get(
+            server.url + "/ws",
+            headers={"connection": "upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
+                     "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="},
+        )  # fmt: skip
+        assert upgrade.status_code == 503
+        assert server.proc is not None and server.proc.wait(15) in (0, -signal.SIGTERM)
+    finally:
+        asyncio.run(drop_database(db))
