@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from collab.access import can_write
 from collab.clock import utc_now
 from collab.errors import Forbidden, NotFound
-from collab.messages import Edit, Rid, encode
+from collab.messages import Edit, Rid, encode, snapshot_frame
 from collab.types import EditRecord
 
 if TYPE_CHECKING:
@@ -36,11 +36,8 @@ class EditFeed:
             if note is None:
                 raise NotFound("no such note")
             lock = await self.hub.tokens.lock_state(note_id)
-            peer.push(encode({
-                "type": "snapshot", "rid": rid, "note": note_id, "title": note.title,
-                "content": note.content, "version": note.version, "access": access,
-                "lock": lock.wire() if lock else None, "viewers": await self.hub.viewers(note_id),
-            }))  # fmt: skip
+            viewers = await self.hub.fanout.viewers(note_id)
+            peer.push(encode(snapshot_frame(note, access, lock, viewers, rid)))
             if note_id in peer.subs:
                 peer.subs[note_id] = note.version
             return

@@ -21,8 +21,9 @@ from collab.bus.base import Bus, Event
 from collab.clock import utc_now
 from collab.edits import EditFeed
 from collab.errors import Forbidden, NotFound, RateLimited
+from collab.fanout import Fanout
 from collab.leases.base import LeaseStore
-from collab.messages import Rid, encode
+from collab.messages import Rid, encode, snapshot_frame
 from collab.metrics import Metrics
 from collab.peer import Peer
 from collab.presence.base import PresenceStore
@@ -58,12 +59,10 @@ class Hub:
         self.peers: dict[str, Peer] = {}  # session -> the socket serving it here
         self.note_peers: dict[str, set[Peer]] = {}
         self.note_version: dict[str, int] = {}  # highest version delivered here
-        self.last_lock: dict[str, str] = {}
-        self.last_viewers: dict[str, str] = {}
-        self._refreshing: dict[tuple[str, str], bool] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.tokens = Tokens(self)
+        self.fanout = Fanout(self)
         self.edits = EditFeed(self)
         self.revocations = Revocations(self)
         self.draining = False
@@ -195,8 +194,9 @@ class Hub:
         self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
 
     def _forget_note(self, note_id: str) -> None:
-        for table in (self.note_peers, self.note_version, self.last_lock, self.last_viewers):
-            table.pop(note_id, None)
+        self.note_peers.pop(note_id, None)
+        self.note_version.pop(note_id, None)
+        self.fanout.forget(note_id)
 
     async def heartbeat(self, peer: Peer) -> list[dict[str, Any]]:
         if not await self.registry.touch(peer.session, peer.socket_id, self.settings.lease_ttl_ms):
@@ -256,7 +256,7 @@ class Hub:
         lock = await self.tokens.lock_state(note_id)
         changed = await self.presence.touch(note_id, peer.session, peer.user,
                                             self.settings.lease_ttl_ms)  # fmt: skip
-        viewers = await self.viewers(note_id)
+        viewers = await self.fanout.viewers(note_id)
         async with self.edits.note_lock(note_id):
             # Read the snapshot under the note's delivery lock so no edit push
             # can slip between the snapshot and the registration.
@@ -266,11 +266,7 @@ class Hub:
                 self.note_version[note_id] = max(self.note_version.get(note_id, -1), fresh.version)
             peers.add(peer)
             peer.subs[note_id] = fresh.version
-            peer.push(encode({
-                "type": "snapshot", "rid": rid, "note": note_id, "title": fresh.title,
-                "content": fresh.content, "version": fresh.version, "access": access,
-                "lock": lock.wire() if lock else None, "viewers": viewers,
-            }))  # fmt: skip
+            peer.push(encode(snapshot_frame(fresh, access, lock, viewers, rid)))
         self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
         if changed:
             await self.publish({"t": "presence", "note": note_id})
@@ -298,53 +294,6 @@ class Hub:
         except Exception:
             log.warning("lock audit write failed", extra={"note": note_id, "kind": kind})
 
-    async def viewers(self, note_id: str) -> list[dict[str, Any]]:
-        seen: dict[str, dict[str, Any]] = {}
-        for _, user in await self.presence.viewers(note_id):
-            seen.setdefault(user.id, user.wire())
-        return list(seen.values())
-
-    def _refresh(self, note_id: str, kind: str) -> None:
-        """Coalesce refreshes: at most one running and one pending per note+kind."""
-        key = (note_id, kind)
-        if key in self._refreshing:
-            self._refreshing[key] = True
-            return
-        self._refreshing[key] = False
-        self.spawn(self._run_refresh(note_id, kind))
-
-    async def _run_refresh(self, note_id: str, kind: str) -> None:
-        key = (note_id, kind)
-        try:
-            while True:
-                self._refreshing[key] = False
-                if note_id in self.note_peers:
-                    await (
-                        self._push_lock(note_id) if kind == "lock" else self._push_viewers(note_id)
-                    )
-                if not self._refreshing.get(key):
-                    break
-        except Exception:
-            log.warning("refresh failed", extra={"note": note_id, "kind": kind}, exc_info=True)
-        finally:
-            self._refreshing.pop(key, None)
-
-    async def _push_lock(self, note_id: str) -> None:
-        lock = await self.tokens.lock_state(note_id)
-        frame = encode({"type": "lock", "note": note_id, "lock": lock.wire() if lock else None})
-        if self.last_lock.get(note_id) != frame:
-            self.last_lock[note_id] = frame
-            for peer in self.note_peers.get(note_id, ()):
-                peer.push(frame)
-
-    async def _push_viewers(self, note_id: str) -> None:
-        viewers = await self.viewers(note_id)
-        frame = encode({"type": "presence", "note": note_id, "viewers": viewers})
-        if self.last_viewers.get(note_id) != frame:
-            self.last_viewers[note_id] = frame
-            for peer in self.note_peers.get(note_id, ()):
-                peer.push(frame)
-
     # -- bus ------------------------------------------------------------------------------
     async def publish(self, event: Event) -> None:
         event["replica"] = self.replica_id
@@ -365,11 +314,11 @@ class Hub:
                 await self.edits.deliver(note_id, int(event["version"]), encode(frame),
                                     float(event.get("ts", time.time())), "remote")  # fmt: skip
         elif kind == "lock":
-            self._refresh(note_id, "lock")
+            self.fanout.refresh(note_id, "lock")
             await self.tokens.on_lock_event(note_id, str(event.get("reason", "")),
                                             int(event.get("fence", 0)))  # fmt: skip
         elif kind == "presence":
-            self._refresh(note_id, "presence")
+            self.fanout.refresh(note_id, "presence")
         elif kind == "moved":
             await self._on_moved(str(event["session"]), str(event["socket"]))
         elif kind == "access":
@@ -421,8 +370,7 @@ class Hub:
 
     async def _reconcile(self, full: bool) -> None:
         if full:  # push everything again even if it looks unchanged
-            self.last_lock.clear()
-            self.last_viewers.clear()
+            self.fanout.clear()
         if await self.leases.check_epoch():
             log.warning("lock service lost its data; all leases are void (rule 8)")
             await self.tokens.on_reset()
@@ -451,8 +399,8 @@ class Hub:
                     log.warning("could not drop a voided lease", extra={"note": note_id})
         await self.tokens.poll()
         for note_id in list(self.note_peers):
-            self._refresh(note_id, "lock")
-            self._refresh(note_id, "presence")
+            self.fanout.refresh(note_id, "lock")
+            self.fanout.refresh(note_id, "presence")
             note = await self.store.get_note(note_id)
             if note is None:
                 continue

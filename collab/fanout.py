@@ -1,0 +1,82 @@
+"""Lock and presence pushes: re-read the shared state of a note and push it
+to this replica's subscribers when it changed. Refreshes are coalesced (at
+most one running and one pending per note and kind), so a burst of events
+costs one read; re-reading instead of trusting event payloads makes every
+replica converge on the latest state even when events arrive out of order or
+not at all (rule 7)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from collab.messages import encode
+
+if TYPE_CHECKING:
+    from collab.hub import Hub
+
+log = logging.getLogger("collab.fanout")
+
+
+class Fanout:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.last_lock: dict[str, str] = {}  # note -> last lock frame pushed here
+        self.last_viewers: dict[str, str] = {}
+        self._pending: dict[tuple[str, str], bool] = {}
+
+    def forget(self, note_id: str) -> None:
+        self.last_lock.pop(note_id, None)
+        self.last_viewers.pop(note_id, None)
+
+    def clear(self) -> None:
+        """Push everything again on the next refresh, even if unchanged."""
+        self.last_lock.clear()
+        self.last_viewers.clear()
+
+    async def viewers(self, note_id: str) -> list[dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        for _, user in await self.hub.presence.viewers(note_id):
+            seen.setdefault(user.id, user.wire())
+        return list(seen.values())
+
+    def refresh(self, note_id: str, kind: str) -> None:
+        """Coalesce refreshes: at most one running and one pending per note+kind."""
+        key = (note_id, kind)
+        if key in self._pending:
+            self._pending[key] = True
+            return
+        self._pending[key] = False
+        self.hub.spawn(self._run_refresh(note_id, kind))
+
+    async def _run_refresh(self, note_id: str, kind: str) -> None:
+        key = (note_id, kind)
+        try:
+            while True:
+                self._pending[key] = False
+                if note_id in self.hub.note_peers:
+                    await (
+                        self._push_lock(note_id) if kind == "lock" else self._push_viewers(note_id)
+                    )
+                if not self._pending.get(key):
+                    break
+        except Exception:
+            log.warning("refresh failed", extra={"note": note_id, "kind": kind}, exc_info=True)
+        finally:
+            self._pending.pop(key, None)
+
+    async def _push_lock(self, note_id: str) -> None:
+        lock = await self.hub.tokens.lock_state(note_id)
+        frame = encode({"type": "lock", "note": note_id, "lock": lock.wire() if lock else None})
+        if self.last_lock.get(note_id) != frame:
+            self.last_lock[note_id] = frame
+            for peer in self.hub.note_peers.get(note_id, ()):
+                peer.push(frame)
+
+    async def _push_viewers(self, note_id: str) -> None:
+        viewers = await self.viewers(note_id)
+        frame = encode({"type": "presence", "note": note_id, "viewers": viewers})
+        if self.last_viewers.get(note_id) != frame:
+            self.last_viewers[note_id] = frame
+            for peer in self.hub.note_peers.get(note_id, ()):
+                peer.push(frame)
