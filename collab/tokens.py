@@ -51,6 +51,7 @@ class Tokens:
         self.metrics = hub.metrics
         self.held: dict[str, dict[str, Held]] = {}  # session -> note -> lease
         self.waiting: dict[str, dict[str, Waiting]] = {}  # session -> note -> wait
+        self._trying: set[tuple[str, str]] = set()  # waiters with an attempt running
         self.paused_until = 0.0  # monotonic; grants paused after a Redis reset (rule 8)
 
     @property
@@ -171,6 +172,18 @@ class Tokens:
         )
 
     async def try_waiter(self, session: str, note_id: str) -> None:
+        """One attempt at a time per waiter: events, timers and polls may all
+        ask at once, and a waiter must get exactly one ``granted``."""
+        key = (session, note_id)
+        if key in self._trying:
+            return
+        self._trying.add(key)
+        try:
+            await self._try_waiter(session, note_id)
+        finally:
+            self._trying.discard(key)
+
+    async def _try_waiter(self, session: str, note_id: str) -> None:
         entry = self.waiting.get(session, {}).get(note_id)
         peer = self.hub.peers.get(session)
         if entry is None or peer is None:

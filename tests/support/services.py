@@ -115,9 +115,12 @@ class PgServer:
             "-p", str(primary.port), "-U", "postgres", "-R", "-X", "stream",
         )  # fmt: skip
         with open(self.data / "postgresql.conf", "a") as fh:
+            fh.write(f"port = {self.port}\nwal_retrieve_retry_interval = 100ms\n")
+        # pg_basebackup -R wrote primary_conninfo to postgresql.auto.conf, which
+        # wins over postgresql.conf: override it there, so the standby carries
+        # the application_name that synchronous_standby_names refers to.
+        with open(self.data / "postgresql.auto.conf", "a") as fh:
             fh.write(
-                f"port = {self.port}\n"
-                "wal_retrieve_retry_interval = 100ms\n"
                 f"primary_conninfo = 'host=127.0.0.1 port={primary.port} user=postgres "
                 f"application_name={app_name}'\n"
             )
