@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -29,6 +30,7 @@ def client_ip(request: Request) -> str:
     return peer_address(request)
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 MAX_USERNAME_CHARS = 40
 MAX_PASSWORD_CHARS = 256
@@ -381,27 +383,35 @@ async def admin_kick(request: Request) -> Response:
     return json({"session": request.path_params["session_id"], "kicked": True})
 
 
+def route(path: str, **handlers: Endpoint) -> Route:
+    """One route per path with a handler per method, so a wrong method gets
+    405 with an ``Allow`` header naming every method the path serves."""
+
+    async def dispatch(request: Request) -> Response:
+        # Starlette also routes HEAD to GET routes; HEAD is answered as GET.
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return Route(path, dispatch, methods=list(handlers), name=path)
+
+
 ROUTES = [
-    Route("/api/config", config, methods=["GET"]),
-    Route("/api/auth/login", login, methods=["POST"]),
-    Route("/api/auth/register", register, methods=["POST"]),
-    Route("/api/auth/guest", guest, methods=["POST"]),
-    Route("/api/auth/refresh", refresh, methods=["POST"]),
-    Route("/api/me", me, methods=["GET"]),
-    Route("/api/users/lookup", lookup_user, methods=["GET"]),
-    Route("/api/notes", list_notes, methods=["GET"]),
-    Route("/api/notes", create_note, methods=["POST"]),
-    Route("/api/notes/{note_id}", get_note, methods=["GET"]),
-    Route("/api/notes/{note_id}", patch_note, methods=["PATCH"]),
-    Route("/api/notes/{note_id}", delete_note, methods=["DELETE"]),
-    Route("/api/notes/{note_id}/access", list_access, methods=["GET"]),
-    Route("/api/notes/{note_id}/access/{user_id}", put_access, methods=["PUT"]),
-    Route("/api/notes/{note_id}/access/{user_id}", delete_access, methods=["DELETE"]),
-    Route("/api/notes/{note_id}/revisions", list_revisions, methods=["GET"]),
-    Route("/api/notes/{note_id}/revisions/{version}", get_revision, methods=["GET"]),
-    Route("/api/admin/users", admin_users, methods=["GET"]),
-    Route("/api/admin/users/{user_id}", admin_patch_user, methods=["PATCH"]),
-    Route("/api/admin/sessions", admin_sessions, methods=["GET"]),
-    Route("/api/admin/notes/{note_id}/revoke", admin_revoke, methods=["POST"]),
-    Route("/api/admin/sessions/{session_id}/kick", admin_kick, methods=["POST"]),
+    route("/api/config", GET=config),
+    route("/api/auth/login", POST=login),
+    route("/api/auth/register", POST=register),
+    route("/api/auth/guest", POST=guest),
+    route("/api/auth/refresh", POST=refresh),
+    route("/api/me", GET=me),
+    route("/api/users/lookup", GET=lookup_user),
+    route("/api/notes", GET=list_notes, POST=create_note),
+    route("/api/notes/{note_id}", GET=get_note, PATCH=patch_note, DELETE=delete_note),
+    route("/api/notes/{note_id}/access", GET=list_access),
+    route("/api/notes/{note_id}/access/{user_id}", PUT=put_access, DELETE=delete_access),
+    route("/api/notes/{note_id}/revisions", GET=list_revisions),
+    route("/api/notes/{note_id}/revisions/{version}", GET=get_revision),
+    route("/api/admin/users", GET=admin_users),
+    route("/api/admin/users/{user_id}", PATCH=admin_patch_user),
+    route("/api/admin/sessions", GET=admin_sessions),
+    route("/api/admin/notes/{note_id}/revoke", POST=admin_revoke),
+    route("/api/admin/sessions/{session_id}/kick", POST=admin_kick),
 ]

@@ -10,7 +10,7 @@ import ipaddress
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -46,6 +46,41 @@ RUNTIMES: set[Runtime] = set()
 _DRAINS: set[asyncio.Task[None]] = set()
 
 
+class ConnectionSet:
+    """The live connections, also indexed by user id: the per-user socket
+    limit is checked on every hello, and a scan of all sockets there made
+    connecting quadratic (docs/benchmarks.md, capacity). A connection's user
+    id never changes (a role change keeps the id)."""
+
+    def __init__(self) -> None:
+        self._all: set[Connection] = set()
+        self._by_user: dict[str, set[Connection]] = {}
+
+    def add(self, conn: Connection) -> None:
+        self._all.add(conn)
+        self._by_user.setdefault(conn.user.id, set()).add(conn)
+
+    def discard(self, conn: Connection) -> None:
+        self._all.discard(conn)
+        mine = self._by_user.get(conn.user.id)
+        if mine is not None:
+            mine.discard(conn)
+            if not mine:
+                del self._by_user[conn.user.id]
+
+    def of_user(self, user_id: str) -> list[Connection]:
+        return list(self._by_user.get(user_id, ()))
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def __contains__(self, conn: object) -> bool:
+        return conn in self._all
+
+
 class Runtime:
     """Everything one app instance owns."""
 
@@ -64,7 +99,7 @@ class Runtime:
         self.connect_throttle = KeyedBuckets(
             settings.connect_rate_per_ip_per_s, settings.connect_burst_per_ip
         )
-        self.connections: set[Connection] = set()
+        self.connections = ConnectionSet()
 
     @property
     def draining(self) -> bool:
@@ -84,7 +119,7 @@ class Runtime:
         return Claims(record.user(), claims.expires_at, claims.token_id)
 
     def user_sockets(self, user_id: str) -> list[Connection]:
-        return [c for c in self.connections if c.user.id == user_id]
+        return self.connections.of_user(user_id)
 
     async def drain(self) -> None:
         await self.hub.drain()
@@ -239,7 +274,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     client = static_dir(settings)
     if client is not None:
-        routes.append(Mount("/", app=StaticFiles(directory=client, html=True), name="client"))
+        # A GET-only route, not a Mount: a Mount would claim every method on every
+        # path and answer a wrong method on /api/... with the static files' 405.
+        files = StaticFiles(directory=client, html=True)
+
+        async def client_files(request: Request) -> Response:
+            return await files.get_response(request.path_params["path"], request.scope)
+
+        routes.append(Route("/{path:path}", client_files, methods=["GET"]))
     else:
         routes.append(Route("/", lambda r: HTMLResponse(_NO_CLIENT), methods=["GET"]))
 
@@ -251,7 +293,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "bad_request"}.get(exc.status_code, "bad_request")
         message = "not found" if exc.status_code == 404 else str(exc.detail)
-        return api.json({"error": {"code": code, "message": message}}, exc.status_code)
+        response = api.json({"error": {"code": code, "message": message}}, exc.status_code)
+        response.headers.update(exc.headers or {})  # e.g. Allow on 405
+        return response
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})
