@@ -24,12 +24,6 @@ if TYPE_CHECKING:
     from collab.app import Runtime
 
 
-def client_ip(request: Request) -> str:
-    from collab.app import client_ip as peer_address
-
-    return peer_address(request)
-
-
 Endpoint = Callable[[Request], Awaitable[Response]]
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 MAX_USERNAME_CHARS = 40
@@ -157,7 +151,7 @@ async def login(request: Request) -> Response:
     rt = rt_of(request)
     name, password = _credentials(await body(request))
     account = [name.lower()]
-    ip = [client_ip(request)]
+    ip = [rt.client_address(request)]
     now = time.monotonic()
     rt.account_throttle.check(account, now)
     rt.ip_throttle.check(ip, now)

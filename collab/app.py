@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 import uuid
@@ -32,7 +31,7 @@ from collab.leases import make_lease_store
 from collab.logs import request_id
 from collab.metrics import Metrics
 from collab.presence import make_presence_store
-from collab.protocol import KeyedBuckets
+from collab.protocol import KeyedBuckets, client_address
 from collab.registry import make_session_registry
 from collab.session import Connection
 from collab.settings import Settings
@@ -99,6 +98,7 @@ class Runtime:
         self.connect_throttle = KeyedBuckets(
             settings.connect_rate_per_ip_per_s, settings.connect_burst_per_ip
         )
+        self.proxy_networks = settings.proxy_networks()
         self.connections = ConnectionSet()
 
     @property
@@ -117,6 +117,10 @@ class Runtime:
         if record is None:
             raise Unauthorized("unknown user")
         return Claims(record.user(), claims.expires_at, claims.token_id)
+
+    def client_address(self, conn: HTTPConnection) -> str:
+        peer = conn.client.host if conn.client else "unknown"
+        return client_address(peer, conn.headers.get("x-real-ip"), self.proxy_networks)
 
     def user_sockets(self, user_id: str) -> list[Connection]:
         return self.connections.of_user(user_id)
@@ -238,7 +242,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             refusal = Unavailable("this replica is restarting; connect again")
             await websocket.send_denial_response(api.json(refusal.http_body(), 503))
             return
-        await Connection(websocket, rt, client_ip(websocket)).run()
+        await Connection(websocket, rt, rt.client_address(websocket)).run()
 
     async def livez(request: Request) -> Response:
         return api.json({"status": "ok"})
@@ -340,21 +344,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
-
-
-def client_ip(conn: HTTPConnection) -> str:
-    """The peer address; behind the gateway, nginx's X-Real-IP, trusted only
-    when the direct peer is loopback or a private network (the gateway)."""
-    host = conn.client.host if conn.client else "unknown"
-    real = conn.headers.get("x-real-ip")
-    if real:
-        try:
-            peer = ipaddress.ip_address(host)
-        except ValueError:
-            return host
-        if peer.is_loopback or peer.is_private:
-            return real.strip()[:64]
-    return host
 
 
 def drain_runtimes() -> None:

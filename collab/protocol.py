@@ -3,6 +3,8 @@ No I/O; the clock is passed in so tests drive it exhaustively."""
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -73,3 +75,22 @@ class AbuseCounter:
         """Record one bad frame; True when the connection must be closed."""
         self.count += 1
         return self.count > self.limit
+
+
+def client_address(
+    peer: str,
+    real_ip: str | None,
+    trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> str:
+    """The address rate limits count: the direct peer, or the gateway's
+    ``X-Real-IP`` when the direct peer is a trusted proxy. Anyone else could
+    pick their own address with that header and dodge per-IP limits."""
+    if not real_ip:
+        return peer
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if any(address in network for network in trusted):
+        return real_ip.strip()[:64]
+    return peer

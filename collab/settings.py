@@ -8,6 +8,7 @@ validates everything at start-up and raises ``SettingsError`` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "COLLAB_"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(ValueError):
@@ -33,6 +35,8 @@ class Settings:
     replica_id: str = ""
     log_level: str = "info"
     static_dir: str = ""
+    # Peers whose X-Real-IP header is believed (the gateway); comma-separated CIDRs.
+    trusted_proxies: str = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
 
     # --- backends ------------------------------------------------------------
     # Unset database_url -> embedded SQLite at sqlite_path; unset redis_url ->
@@ -214,8 +218,19 @@ class Settings:
             self.db_pool_max >= self.db_pool_min >= 1, "db_pool_max", "must be >= db_pool_min >= 1"
         )
         need(self.log_level in _LOG_LEVELS, "log_level", f"one of {sorted(_LOG_LEVELS)}")
+        try:
+            self.proxy_networks()
+        except ValueError as exc:
+            raise SettingsError(f"{PREFIX}TRUSTED_PROXIES: {exc}") from None
         for name in _POSITIVE:
             need(getattr(self, name) > 0, name, "must be positive")
+
+    def proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(
+            ipaddress.ip_network(part.strip())
+            for part in self.trusted_proxies.split(",")
+            if part.strip()
+        )
 
     @property
     def lease_ttl_s(self) -> float:

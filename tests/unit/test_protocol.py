@@ -26,3 +26,16 @@ def test_keyed_buckets_are_independent_and_bounded() -> None:
 def test_abuse_counter() -> None:
     counter = AbuseCounter(limit=2)
     assert [counter.strike() for _ in range(3)] == [False, False, True]
+
+
+def test_client_address_trusts_only_proxies() -> None:
+    from collab.protocol import client_address
+    from collab.settings import Settings
+
+    trusted = Settings().proxy_networks()
+    assert client_address("127.0.0.1", "203.0.113.9", trusted) == "203.0.113.9"
+    assert client_address("172.20.1.1", "203.0.113.9", trusted) == "203.0.113.9"
+    assert client_address("172.32.0.1", "203.0.113.9", trusted) == "172.32.0.1", "not 172.16/12"
+    assert client_address("198.51.100.7", "203.0.113.9", trusted) == "198.51.100.7"
+    assert client_address("198.51.100.7", None, trusted) == "198.51.100.7"
+    assert client_address("10.0.0.5", "1.2.3.4", ()) == "10.0.0.5", "nobody trusted"

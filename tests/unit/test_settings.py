@@ -36,6 +36,7 @@ def test_coercion() -> None:
         ),
         ({"COLLAB_BOOTSTRAP_ADMIN_USERNAME": "root"}, "COLLAB_BOOTSTRAP_ADMIN_PASSWORD"),
         ({"COLLAB_EDIT_RATE_PER_S": "0"}, "COLLAB_EDIT_RATE_PER_S"),
+        ({"COLLAB_TRUSTED_PROXIES": "10.0.0.0/33"}, "COLLAB_TRUSTED_PROXIES"),
     ],
 )
 def test_errors_name_the_key(env: dict[str, str], key: str) -> None:
