@@ -1,0 +1,1 @@
+"""Load tests (locust) and the latency harness for collab (docs/benchmarks.md)."""

@@ -1,0 +1,1 @@
+"""The latency harness: ``python -m loadtests.harness --help``."""
