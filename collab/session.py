@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("collab.session")
 
 PROTOCOL_VERSION = 1
+# Longest sleep of a connection's expiry timer; bounds how late a wall-clock
+# step is noticed (an internal wake-up period, not a limit on clients).
+_EXPIRY_RECHECK_MAX_S = 60.0
 
 
 class _Closed(Exception):
@@ -156,17 +159,19 @@ class Connection:
 
     async def _serve(self, hello: m.Hello) -> bool:
         """Read frames until the socket ends; True on a clean client goodbye."""
+        # One close watcher for the whole connection, not one per frame: a
+        # task created and cancelled per frame was a measurable share of the
+        # per-frame cost (docs/benchmarks.md).
+        closing = asyncio.ensure_future(self._closed.wait())
         try:
             while self._close is None:
                 receive = asyncio.ensure_future(self.ws.receive())
-                closing = asyncio.ensure_future(self._closed.wait())
                 done, _ = await asyncio.wait(
                     {receive, closing}, return_when=asyncio.FIRST_COMPLETED
                 )
                 if receive not in done:
                     receive.cancel()
                     return False
-                closing.cancel()
                 raw = receive.result()
                 if raw["type"] == "websocket.disconnect":
                     return int(raw.get("code") or 1005) in (1000, 1001)
@@ -174,6 +179,7 @@ class Connection:
         except WebSocketDisconnect as exc:
             return exc.code in (1000, 1001)
         finally:
+            closing.cancel()
             self.rt.connections.discard(self)
         return False
 
@@ -263,20 +269,32 @@ class Connection:
             raise
 
     async def _timers(self) -> None:
-        """Token expiry: warn, then close 4401 after the grace period."""
+        """Token expiry: warn when the token expires, then close 4401 after the
+        grace period unless a refresh came in between.
+
+        Sleeps until the next deadline instead of polling: a once-a-second
+        wake-up per socket was about a sixth of an idle 10,000-socket server's
+        CPU (docs/benchmarks.md). A refresh only moves deadlines later, so
+        waking at a stale deadline just re-reads the claims and sleeps again;
+        the sleep is capped so a stepped wall clock is noticed."""
+        grace = self.settings.token_expiry_grace_s
         while self._close is None:
-            await asyncio.sleep(1.0)
             claims = self._claims
-            if claims is None:
-                continue
             now = time.time()
-            if now >= claims.expires_at and self._expired_at is None:
-                self._expired_at = now
-                self.push(m.encode(TokenExpired("token expired; send refresh").wire()))
-            if self._expired_at is not None and (
-                now - self._expired_at >= self.settings.token_expiry_grace_s
-            ):
+            if claims is None:
+                deadline = now + _EXPIRY_RECHECK_MAX_S
+            elif self._expired_at is None:
+                if now >= claims.expires_at:
+                    self._expired_at = now
+                    self.push(m.encode(TokenExpired("token expired; send refresh").wire()))
+                    continue
+                deadline = claims.expires_at
+            elif now - self._expired_at >= grace:
                 self.close_soon(4401, "token expired")
+                return
+            else:
+                deadline = self._expired_at + grace
+            await asyncio.sleep(min(deadline - now, _EXPIRY_RECHECK_MAX_S))
 
     async def _send_now(self, frame: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):

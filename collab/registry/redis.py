@@ -42,6 +42,14 @@ if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2
 return 1
 """
 
+# Add a note to the session's set; the set lives as long as the session hash.
+_ADD_NOTE = """
+redis.call('SADD', KEYS[2], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
+
 _FORGET = """
 if redis.call('HGET', KEYS[1], 'socket') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
@@ -74,6 +82,7 @@ class RedisSessionRegistry(SessionRegistry):
         self._claim = self._redis.register_script(_CLAIM)
         self._touch = self._redis.register_script(_TOUCH)
         self._forget = self._redis.register_script(_FORGET)
+        self._add_note = self._redis.register_script(_ADD_NOTE)
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -115,12 +124,9 @@ class RedisSessionRegistry(SessionRegistry):
             await self._forget(keys=list(self._k(session)), args=[socket, session])
 
     async def add_note(self, session: str, note_id: str) -> None:
-        base, notes, _ = self._k(session)
+        # One script, not PTTL + SADD + PEXPIRE: this runs on every grant.
         with redis_errors(_WHAT):
-            ttl = await self._r.pttl(base)
-            await self._r.sadd(notes, note_id)
-            if ttl and ttl > 0:
-                await self._r.pexpire(notes, ttl)
+            await self._add_note(keys=list(self._k(session)[:2]), args=[note_id])
 
     async def remove_note(self, session: str, note_id: str) -> None:
         with redis_errors(_WHAT):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from collab.errors import Conflict, Fenced, NotFound
+from collab.errors import CollabError, Conflict, Fenced, NotFound
 from collab.store import rows
 from collab.store.base import CommitResult, LockEvent, Store
 from collab.store.checks import check_edit, check_stored_role
@@ -38,6 +38,25 @@ _USER = "id, name, role, password_hash, created_at"
 _NOTE = "id, owner_id, title, content, visibility, version, fence, created_at, updated_at"
 _NOTE_N = ", ".join(f"n.{c.strip()}" for c in _NOTE.split(","))
 _EDIT = "note_id, version, op, payload::text AS payload, by_id, by_name, by_role, at"
+# commit_edit's write: the op's log entry if it has one (then nothing is
+# written), else the fenced UPDATE and the log INSERT; ``written`` is the new
+# version, NULL when the UPDATE matched no row.
+_LOOKUP_WRITE_EDIT = """
+WITH logged AS (
+    SELECT version, payload_hash FROM edits WHERE note_id = $1 AND op = $5
+), updated AS (
+    UPDATE notes SET content = $4, version = version + 1, updated_at = now()
+    WHERE id = $1 AND fence = $2 AND version = $3 AND NOT EXISTS (SELECT FROM logged)
+    RETURNING version
+), inserted AS (
+    INSERT INTO edits (note_id, version, op, payload, payload_hash, by_id, by_name, by_role)
+    SELECT $1, version, $5, $6::jsonb, $7, $8, $9, $10 FROM updated
+    RETURNING version
+)
+SELECT (SELECT version FROM inserted) AS written,
+       (SELECT version FROM logged) AS version,
+       (SELECT payload_hash FROM logged) AS payload_hash
+"""
 _REVISION = "note_id, version, title, content, by_id, created_at"
 
 
@@ -301,37 +320,46 @@ class PostgresStore(Store):
             )
             if note is None:
                 raise NotFound("note not found")
-            logged = await conn.fetchrow(
-                "SELECT version, payload_hash FROM edits WHERE note_id = $1 AND op = $2",
-                note_id, op,
-            )  # fmt: skip
+            current_fence, current_version = int(note["fence"]), int(note["version"])
+            text: str | None = None
+            refused: CollabError | None = None
+            if (current_fence, current_version) == (fence, base):
+                try:
+                    text = apply_payload(note["content"], payload, max_chars)
+                except CollabError as exc:
+                    refused = exc  # unless the op id was already logged (a retry)
+            if text is None:
+                logged = await conn.fetchrow(
+                    "SELECT version, payload_hash FROM edits WHERE note_id = $1 AND op = $2",
+                    note_id, op,
+                )  # fmt: skip
+            else:
+                # The common case in one round trip: op lookup, write and log row.
+                # It runs after the row lock is taken, so its snapshot holds every
+                # edit committed before ours (a lookup joined to the locking
+                # SELECT would not). Rule 2: the UPDATE itself still requires
+                # fence equality and the base version.
+                logged = await conn.fetchrow(
+                    _LOOKUP_WRITE_EDIT, note_id, fence, base, text, op,
+                    rows.payload_json(payload), digest, by.id, by.name, by.role,
+                )  # fmt: skip
+                if logged is not None and logged["payload_hash"] is None:  # a new op
+                    if logged["written"] is None:
+                        raise Fenced()
+                    return CommitResult(int(logged["written"]), duplicate=False, content=text)
             original = check_edit(
                 fence=fence,
                 base=base,
-                current_fence=int(note["fence"]),
-                current_version=int(note["version"]),
+                current_fence=current_fence,
+                current_version=current_version,
                 logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
                 payload_hash=digest,
             )
             if original is not None:
                 return CommitResult(original, duplicate=True, content=note["content"])
-            text = apply_payload(note["content"], payload, max_chars)
-            # Rule 2: the write itself requires fence equality and the base
-            # version, independently of the checks above.
-            version = await conn.fetchval(
-                "UPDATE notes SET content = $4, version = version + 1, updated_at = now()"
-                " WHERE id = $1 AND fence = $2 AND version = $3 RETURNING version",
-                note_id, fence, base, text,
-            )  # fmt: skip
-            if version is None:
-                raise Fenced()
-            await conn.execute(
-                "INSERT INTO edits (note_id, version, op, payload, payload_hash,"
-                " by_id, by_name, by_role) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8)",
-                note_id, version, op, rows.payload_json(payload), digest,
-                by.id, by.name, by.role,
-            )  # fmt: skip
-        return CommitResult(int(version), duplicate=False, content=text)
+            # check_edit passed and the op is new, so the edit itself was refused
+            # (bad range, too large). Anything else would be a bug: refuse the write.
+            raise refused if refused is not None else Fenced()
 
     async def edits_since(self, note_id: str, since: int, limit: int) -> list[EditRecord] | None:
         async with (

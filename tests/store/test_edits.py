@@ -103,6 +103,22 @@ async def test_duplicate_op_same_payload_returns_original_version(store: Store) 
     assert note is not None and (note.version, note.content) == (2, "ab")
 
 
+async def test_duplicate_op_is_recognised_whatever_the_current_state(store: Store) -> None:
+    # commit_edit looks the op up in two places: in its one-statement write when
+    # fence and base match and the edit applies, else in a separate read. A
+    # logged op must win in both, and nothing may be written twice.
+    owner, note_id = await _ready(store, "")
+    await store.commit_edit(note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX)
+    # Fence and base match the note and the edit applies: the write is skipped.
+    again = await store.commit_edit(note_id, 1, 1, "op-1", insert(0, "a"), owner, MAX)
+    assert (again.version, again.duplicate, again.content) == (1, True, "a")
+    # Fence and base match but the edit no longer fits: still the original ack.
+    tight = await store.commit_edit(note_id, 1, 1, "op-1", insert(0, "a"), owner, 1)
+    assert (tight.version, tight.duplicate) == (1, True)
+    note = await store.get_note(note_id)
+    assert note is not None and (note.version, note.content) == (1, "a")
+
+
 async def test_duplicate_op_other_payload_is_bad_request(store: Store) -> None:
     owner, note_id = await _ready(store, "")
     await store.commit_edit(note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX)
