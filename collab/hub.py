@@ -66,8 +66,7 @@ class Hub:
         self.edits = EditFeed(self)
         self.revocations = Revocations(self)
         self.draining = False
-        self._timelines_seen = store.timeline_changes
-        self._timeline_changes = 0  # store failovers already acted on (rule 10)
+        self._timeline_changes = store.timeline_changes  # failovers acted on (rule 10)
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -359,6 +358,7 @@ class Hub:
             await asyncio.sleep(min(1.0, period))
             tick += 1
             try:
+                await self._check_timeline()
                 await self.tokens.expire_overdue()
                 if tick * min(1.0, period) >= period:
                     tick = 0
@@ -368,35 +368,31 @@ class Hub:
             except Exception:
                 log.warning("reconcile failed", exc_info=True)
 
+    async def _check_timeline(self) -> None:
+        """Rule 10: the database failed over; a fence advance acked by the old
+        primary may be gone, so every lease is void. Its Redis lease goes too,
+        or a re-acquire would hand back the same fence without advancing it on
+        the new primary. Local and cheap: runs on every tick."""
+        timeline_changes = self.store.timeline_changes
+        if timeline_changes <= self._timeline_changes:
+            return
+        self._timeline_changes = timeline_changes
+        log.warning("database timeline changed; all leases are void (rule 10)")
+        held = [(s, n, h.fence) for s, notes in self.tokens.held.items()
+                for n, h in notes.items()]  # fmt: skip
+        await self.tokens.on_reset()
+        for session, note_id, fence in held:
+            try:
+                await self.leases.drop(note_id, session, fence)
+            except Exception:  # the lease then simply expires
+                log.warning("could not drop a voided lease", extra={"note": note_id})
+
     async def _reconcile(self, full: bool) -> None:
         if full:  # push everything again even if it looks unchanged
             self.fanout.clear()
         if await self.leases.check_epoch():
             log.warning("lock service lost its data; all leases are void (rule 8)")
             await self.tokens.on_reset()
-        timelines = self.store.timeline_changes
-        if timelines != self._timelines_seen:
-            # A failover: with asynchronous replication acknowledged edits may
-            # be gone, so no token granted before it may be trusted (rule 10).
-            self._timelines_seen = timelines
-            log.warning("database timeline changed; all leases are void (rule 10)")
-            await self.tokens.on_reset()
-        timeline_changes = getattr(self.store, "timeline_changes", 0)
-        if timeline_changes > self._timeline_changes:
-            # Rule 10: the database failed over; a fence advance acked by the
-            # old primary may be gone, so every lease is void. Its Redis lease
-            # goes too, or a re-acquire would hand back the same fence
-            # without advancing it on the new primary.
-            self._timeline_changes = timeline_changes
-            log.warning("database timeline changed; all leases are void (rule 10)")
-            held = [(s, n, h.fence) for s, notes in self.tokens.held.items()
-                    for n, h in notes.items()]  # fmt: skip
-            await self.tokens.on_reset()
-            for session, note_id, fence in held:
-                try:
-                    await self.leases.drop(note_id, session, fence)
-                except Exception:  # the lease then simply expires
-                    log.warning("could not drop a voided lease", extra={"note": note_id})
         await self.tokens.poll()
         for note_id in list(self.note_peers):
             self.fanout.refresh(note_id, "lock")

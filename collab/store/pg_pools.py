@@ -81,6 +81,18 @@ _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def split_hosts(dsn: str) -> list[str]:
+    """``postgresql://u:p@h1:1,h2:2/db?x=y`` -> one single-host DSN per host,
+    in order (credentials, database and parameters kept)."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
+        return [dsn]
+    authority, slash, tail = rest.partition("/")
+    creds, at, hosts = authority.rpartition("@")
+    prefix = f"{scheme}://{creds}{at}"
+    return [f"{prefix}{host}{slash}{tail}" for host in hosts.split(",")] or [dsn]
+
+
 def parse_lsn(text: str) -> int:
     """``'16/B374D848'`` -> integer WAL position."""
     high, _, low = text.partition("/")
@@ -138,7 +150,7 @@ class PgPools:
             self._write = await asyncpg.create_pool(
                 self._write_url,
                 min_size=self._min_size,
-                init=self._check_timeline,
+                connect=self._connect_primary,
                 target_session_attrs="read-write",
                 **common,
             )
@@ -235,10 +247,31 @@ class PgPools:
             return await conn.fetchrow(query, *args)
 
     # -- timeline fencing --------------------------------------------------------
-    async def _check_timeline(self, conn: asyncpg.Connection) -> None:
-        """Pool ``init`` callback: runs once per new write connection; raising
-        makes asyncpg close the connection and fail the acquire."""
-        await self.observe_timeline(int(await conn.fetchval(_TIMELINE_SQL)))
+    async def _connect_primary(self, dsn: str, **kwargs: Any) -> asyncpg.Connection:
+        """The write pool's connect: the first host of the DSN that is
+        read-write *and* not on a lower timeline than seen before. asyncpg on
+        its own picks the first read-write host every time, so an unfenced old
+        primary listed first would keep the app from the new one (rule 10)."""
+        refused: BaseException | None = None
+        for host_dsn in split_hosts(dsn):
+            try:
+                conn = await asyncpg.connect(host_dsn, **kwargs)
+            except _DATABASE_ERRORS as exc:  # down, a standby, or slow: next host
+                refused = exc
+                continue
+            try:
+                await self.observe_timeline(int(await conn.fetchval(_TIMELINE_SQL)))
+            except Unavailable as exc:  # an old primary: never write there
+                await conn.close()
+                refused = exc
+                continue
+            except BaseException:
+                await conn.close()
+                raise
+            return conn
+        if isinstance(refused, CollabError):
+            raise refused
+        raise _unavailable(refused or OSError("no database host"))
 
     async def observe_timeline(self, timeline: int) -> None:
         """Refuse a server on a lower timeline than seen before (rule 10: an
