@@ -5,6 +5,7 @@ real PostgreSQL 15 and Redis binaries of this machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -295,6 +296,7 @@ def test_redis_config_and_start_command_run_on_real_redis(tmp_path: Path) -> Non
     port = free_port()
     conf = hs.only(docs, "ConfigMap", "-redis")["data"]["redis.conf"]
     conf = conf.replace("dir /data", f"dir {tmp_path}").replace("port 6379", f"port {port}")
+    conf = conf.replace("bind * -::*", "bind 127.0.0.1")  # loopback only on a test machine
     (tmp_path / "redis.conf").write_text(conf)
     container = hs.pod_spec(hs.only(docs, "StatefulSet", "-redis"))["containers"][0]
     command = [
@@ -302,7 +304,10 @@ def test_redis_config_and_start_command_run_on_real_redis(tmp_path: Path) -> Non
         for c in container["command"]
     ]
     env = dict(os.environ) | {"REDIS_PASSWORD": "pw123"}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
     try:
         wait_port("127.0.0.1", port, 10)
         cli = ["redis-cli", "-p", str(port)]
@@ -315,6 +320,11 @@ def test_redis_config_and_start_command_run_on_real_redis(tmp_path: Path) -> Non
             "appendonly",
             "yes",
         ]
-    finally:
+        # The shell exec'd redis-server: it is the process we started, so a
+        # SIGTERM reaches redis itself (as on Kubernetes) and nothing is left.
         proc.terminate()
+        assert proc.wait(10) == 0, "redis-server did not shut down on SIGTERM"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
