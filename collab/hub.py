@@ -190,6 +190,9 @@ class Hub:
                 peers.discard(peer)
                 if not peers:
                     self._forget_note(note_id)
+        self._count_subscriptions()
+
+    def _count_subscriptions(self) -> None:
         self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
 
     def _forget_note(self, note_id: str) -> None:
@@ -266,7 +269,7 @@ class Hub:
             peers.add(peer)
             peer.subs[note_id] = fresh.version
             peer.push(encode(snapshot_frame(fresh, access, lock, viewers, rid)))
-        self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
+        self._count_subscriptions()
         if changed:
             await self.publish({"t": "presence", "note": note_id})
 
@@ -279,7 +282,7 @@ class Hub:
         peer.subs.pop(note_id, None)
         if await self.presence.remove(note_id, peer.session):
             await self.publish({"t": "presence", "note": note_id})
-        self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
+        self._count_subscriptions()
 
     # -- lock & presence fan-out -----------------------------------------------------
     async def lock_changed(self, note_id: str, reason: str, fence: int = 0) -> None:

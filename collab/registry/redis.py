@@ -137,16 +137,19 @@ class RedisSessionRegistry(SessionRegistry):
             return {str(n) for n in await self._r.smembers(self._k(session)[1])}
 
     async def sessions(self) -> list[SessionRecord]:
+        index = f"{self._prefix}:sessions"
         with redis_errors(_WHAT):
-            sids = await self._r.smembers(self._k("x")[2])
-            out = []
-            for sid in sorted(str(x) for x in sids):
-                record = self._record(sid, await self._r.hgetall(self._k(sid)[0]))
-                if record is None:
-                    await self._r.srem(self._k(sid)[2], sid)
-                else:
-                    out.append(record)
-            return out
+            sids = sorted(str(x) for x in await self._r.smembers(index))
+            # One round trip for every session's hash, not one per session.
+            async with self._r.pipeline(transaction=False) as pipe:
+                for sid in sids:
+                    pipe.hgetall(self._k(sid)[0])
+                found = await pipe.execute()
+            records = [self._record(sid, fields) for sid, fields in zip(sids, found, strict=True)]
+            expired = [sid for sid, record in zip(sids, records, strict=True) if record is None]
+            if expired:
+                await self._r.srem(index, *expired)
+            return [record for record in records if record is not None]
 
     async def sessions_of(self, user_id: str) -> list[SessionRecord]:
         return [r for r in await self.sessions() if r.user.id == user_id]

@@ -52,10 +52,7 @@ def prefix(tmp_path: Path) -> Iterator[Path]:
 
 
 async def connect(base: str, api: Api, resume: str | None = None) -> WsClient:
-    ws = await WsClient.connect(f"ws://{base}/ws")
-    welcome = await ws.hello(api.token or "", resume=resume)
-    assert welcome["type"] == "welcome", welcome
-    return ws
+    return await WsClient.signed_in(f"ws://{base}/ws", api.token, resume)
 
 
 async def test_gateway_over_two_replicas(replicas: list[ServerProcess], prefix: Path) -> None:

@@ -39,10 +39,7 @@ def cluster() -> Iterator[Callable[[int], list[ServerProcess]]]:
 
 
 async def connect(server: ServerProcess, api: Api, resume: str | None = None) -> WsClient:
-    ws = await WsClient.connect(server.ws_url)
-    welcome = await ws.hello(api.token or "", resume=resume)
-    assert welcome["type"] == "welcome", welcome
-    return ws
+    return await WsClient.signed_in(server.ws_url, api.token, resume)
 
 
 async def shared_note(a: ServerProcess, *writers: Api) -> tuple[Api, str]:

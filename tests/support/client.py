@@ -35,6 +35,14 @@ class WsClient:
         ws = await websockets.connect(url, max_size=None, open_timeout=10, **kwargs)
         return cls(ws)
 
+    @classmethod
+    async def signed_in(cls, url: str, token: str | None, resume: str | None = None) -> WsClient:
+        """Connected and past ``hello``; fails the test unless welcomed."""
+        ws = await cls.connect(url)
+        welcome = await ws.hello(token or "", resume=resume)
+        assert welcome["type"] == "welcome", welcome
+        return ws
+
     async def _read(self) -> None:
         try:
             async for raw in self.ws:

@@ -19,10 +19,7 @@ pytestmark = pytest.mark.parametrize(
 
 async def user_socket(server: ServerProcess, api: Api | None = None) -> tuple[Api, WsClient]:
     api = api or await Api.register(server.url)
-    ws = await WsClient.connect(server.ws_url)
-    welcome = await ws.hello(api.token or "")
-    assert welcome["type"] == "welcome", welcome
-    return api, ws
+    return api, await WsClient.signed_in(server.ws_url, api.token)
 
 
 async def new_note(api: Api, content: str = "", visibility: str = "private") -> str:
