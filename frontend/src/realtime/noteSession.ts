@@ -1,43 +1,95 @@
 /**
- * One open note as the editor sees it: the top of three layers —
- * NoteReplica (server text, version, lock, presence) → NoteWriter (batched edits, drafts) →
- * NoteSession (this tab's claim on the write token, reconnects, attach/detach).
+ * One open note as the editor sees it, composed of three parts that do not know each other:
+ * - NoteReplica: the server's text, version, early pushes and lock fences;
+ * - Outbox: the holder's unsent and in-flight edits (one in flight, same op on retry);
+ * - the token machine (`tokenMachine.ts`): this tab's claim on the write token, a pure
+ *   `(state, event) -> {state, commands}` function.
+ * This class wires them to the socket and to the store the page renders.
  *
- * Token rules kept here (protocol.md, "Write token"):
+ * Rules kept here (protocol.md, "Write token"):
  * - The editor is writable only while this tab holds a live token: granted, caught up after
  *   the grant (`sync`), connected, and before the lease deadline computed from the SEND time
  *   of the last acknowledged heartbeat (or of the `acquire`).
  * - `lease_lost`, `fenced`, or a newer fence in a `lock` push end the claim at once; unsaved
- *   text is kept as a visible draft (NoteWriter).
+ *   text is kept as a visible draft, never dropped silently.
  * - The claim survives reconnects: a resumed session keeps its lease (rule 9); a session the
  *   server forgot (restart) re-acquires without waiting and re-sends its edits (same op).
  */
 import type {
+  AckMsg,
+  ChangesMsg,
+  EditedMsg,
   GrantedMsg,
   LeaseInfo,
   Lock,
   NoteMsg,
   QueuedMsg,
   SnapshotMsg,
+  User,
   WelcomeMsg,
 } from '../api/types';
-import { LOSS_REASONS, describeError, type Derived, type NoteState } from './noteState';
-import { NoteWriter } from './noteWriter';
-import { DisconnectedError, ProtocolError } from './socket';
+import { applyChanges, diffText, type Change } from '../lib/text';
+import { NoteReplica } from './noteReplica';
+import { LOSS_REASONS, NoteStore, describeError, type NoteState } from './noteState';
+import { Outbox, type InflightEdit } from './outbox';
+import { CollabSocket, DisconnectedError, ProtocolError } from './socket';
+import {
+  holdsToken,
+  initialTokenState,
+  step,
+  type TokenCommand,
+  type TokenEvent,
+  type TokenState,
+} from './tokenMachine';
 
 export type { Draft, NoteState, TokenRole } from './noteState';
-export { BATCH_MS, EDIT_RETRY_MS } from './noteWriter';
 
+/** Keystrokes are collected this long before they go out as one `edit`. */
+export const BATCH_MS = 50;
+/** Wait before re-sending an edit refused with `rate_limited`/`unavailable`/`internal`. */
+export const EDIT_RETRY_MS = 1000;
 /** Subtracted from lease deadlines measured at receive time (reply latency unknown). */
 export const LEASE_MARGIN_MS = 250;
 
-export class NoteSession extends NoteWriter {
+export class NoteSession {
+  private readonly store: NoteStore;
+  private readonly replica = new NoteReplica();
+  private readonly outbox = new Outbox();
+  private token: TokenState = initialTokenState;
   private detachSocket: (() => void) | null = null;
-  private grantReceivedAt = 0;
-  /** The user wants the token: kept across reconnects so the claim is restored. */
-  private want: 'none' | 'hold' | 'wait' = 'none';
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private deadlineTimer: ReturnType<typeof setTimeout> | null = null;
+  private syncRun: Promise<void> | null = null;
+  private syncAgain = false;
+  private remoteSeq = 0;
   private closing = false;
+
+  constructor(
+    private readonly socket: CollabSocket,
+    readonly noteId: string,
+    private readonly me: User,
+  ) {
+    this.store = new NoteStore(noteId, (s) => ({
+      writable: this.computeWritable(s),
+      save: this.outbox.inflight?.sent ? 'saving' : this.outbox.busy ? 'unsaved' : 'saved',
+    }));
+  }
+
+  getState = (): NoteState => this.store.getState();
+  subscribe = (listener: () => void): (() => void) => this.store.subscribe(listener);
+
+  private get state(): NoteState {
+    return this.store.current;
+  }
+
+  private patch(update: Partial<NoteState>): void {
+    this.store.patch(update);
+  }
+
+  /** True when text typed here is not yet acknowledged by the server (or kept as a draft). */
+  get hasUnsavedText(): boolean {
+    return this.outbox.busy || this.state.draft !== null;
+  }
 
   // --- lifecycle ------------------------------------------------------------------------
 
@@ -51,7 +103,7 @@ export class NoteSession extends NoteWriter {
       },
       onHeartbeatAck: (sentAt, leases) => this.onHeartbeatAck(sentAt, leases),
       onStatus: () => {
-        this.refresh();
+        this.store.refresh();
         this.finishClose();
       },
     });
@@ -68,23 +120,18 @@ export class NoteSession extends NoteWriter {
    */
   async detach(): Promise<void> {
     this.closing = true;
-    const role = this.state.role;
-    if (role !== 'none') await this.release();
+    if (this.token.role !== 'none') await this.release();
     this.finishClose();
   }
 
   /** Called after every step that may finish a pending close (see `detach`). */
   private finishClose(): void {
     if (!this.closing || !this.detachSocket) return;
-    const busy = this.outbox.busy || this.state.role === 'releasing';
+    const busy = this.outbox.busy || this.token.role === 'releasing';
     if (this.socket.connected && busy) return; // called again when the edits are through
     if (this.socket.connected) {
       void this.socket.request({ type: 'unsubscribe', note: this.noteId }).catch(() => undefined);
     }
-    this.dispose();
-  }
-
-  private dispose(): void {
     this.detachSocket?.();
     this.detachSocket = null;
     if (this.flushTimer) clearTimeout(this.flushTimer);
@@ -96,24 +143,12 @@ export class NoteSession extends NoteWriter {
 
   /** Ask for the write token, waiting in line when someone else holds it. */
   async requestToken(): Promise<void> {
-    this.want = 'wait';
-    this.patch({ notice: null });
-    await this.acquire(true);
+    await this.dispatch({ type: 'request' });
   }
 
   /** Give the token back after the pending edits are saved, or leave the line. */
   async release(): Promise<void> {
-    const role = this.state.role;
-    this.want = 'none';
-    if (role === 'waiting' || role === 'acquiring') {
-      this.patch({ role: 'none', queuePosition: null });
-      await this.socket.request({ type: 'release', note: this.noteId }).catch(() => undefined);
-      return;
-    }
-    if (role !== 'holder' && role !== 'catching-up') return;
-    this.patch({ role: 'releasing' });
-    this.flush();
-    await this.releaseWhenFlushed();
+    await this.dispatch({ type: 'release' });
   }
 
   /** Owner or admin: fence out the current holder (`revoke`). */
@@ -123,7 +158,7 @@ export class NoteSession extends NoteWriter {
         type: 'revoke',
         note: this.noteId,
       });
-      this.maxFence = Math.max(this.maxFence, reply.fence);
+      this.replica.noteFence(reply.fence);
       this.patch({ notice: 'The write token was revoked.' });
     } catch (err) {
       this.patch({ notice: `Could not revoke: ${describeError(err)}` });
@@ -134,61 +169,224 @@ export class NoteSession extends NoteWriter {
     this.patch({ notice: null });
   }
 
+  /** The note was renamed on this page: show the new title at once. */
+  setTitle(title: string): void {
+    this.patch({ title });
+  }
+
+  /** The editor's new value. Ignored (returns false) unless the token is live. */
+  setText(next: string): boolean {
+    const change = diffText(this.state.text, next);
+    return this.edit(change ? [change] : []);
+  }
+
+  /**
+   * Local changes in code points, each against the text the previous one produced.
+   * Ignored (returns false) unless the token is live.
+   */
+  edit(changes: readonly Change[]): boolean {
+    if (!this.computeWritable(this.state)) return false;
+    if (changes.length === 0) return true;
+    for (const change of changes) this.outbox.add(change);
+    this.patch({ text: applyChanges(this.state.text, changes) });
+    if (!this.outbox.inflight && !this.flushTimer) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = null;
+        this.flush();
+      }, BATCH_MS);
+    }
+    return true;
+  }
+
+  /** Put the kept draft back into the editor (only while holding a live token). */
+  restoreDraft(): boolean {
+    const draft = this.state.draft;
+    if (!draft || !this.computeWritable(this.state)) return false;
+    this.patch({ draft: null });
+    return this.setText(draft.text);
+  }
+
+  dismissDraft(): void {
+    this.patch({ draft: null });
+  }
+
+  // --- the token machine ----------------------------------------------------------------
+
+  /** Feed one event to the token machine and carry out its commands in order. */
+  private async dispatch(event: TokenEvent): Promise<void> {
+    const { state, commands } = step(this.token, event);
+    this.token = state;
+    this.patch({ role: state.role, fence: state.fence, queuePosition: state.queuePosition });
+    const pending: Promise<void>[] = [];
+    for (const command of commands) {
+      const done = this.run(command);
+      if (done) pending.push(done);
+    }
+    this.store.refresh();
+    await Promise.all(pending);
+  }
+
+  private run(command: TokenCommand): Promise<void> | void {
+    switch (command.type) {
+      case 'send-acquire':
+        return this.sendAcquire(command.wait);
+      case 'send-release':
+        return this.sendRelease(command.fence, command.settle);
+      case 'sync-after-grant':
+        return this.syncAfterGrant(command.fence);
+      case 'note-fence':
+        this.replica.noteFence(command.fence);
+        return;
+      case 'flush':
+        this.flush();
+        return;
+      case 'release-when-flushed':
+        return this.releaseWhenFlushed();
+      case 'set-deadline':
+        this.setDeadline(command.at);
+        return;
+      case 'clear-deadline':
+        if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+        this.deadlineTimer = null;
+        this.patch({ leaseDeadline: null });
+        return;
+      case 'keep-draft':
+        if (this.outbox.busy) {
+          this.keepDraft(command.reason);
+          this.patch({ text: this.replica.text, remote: this.nextRemote(null) });
+        }
+        return;
+      case 'notice':
+        this.patch({
+          notice: command.text ?? (command.reason ? (LOSS_REASONS[command.reason] ?? LOSS_REASONS.taken!) : null),
+        });
+        return;
+    }
+  }
+
+  private async sendAcquire(wait: boolean): Promise<void> {
+    const sentAt = Date.now();
+    try {
+      const reply = await this.socket.request<GrantedMsg | QueuedMsg>({ type: 'acquire', note: this.noteId, wait });
+      if (reply.type === 'granted') await this.granted(reply, sentAt + reply.ttl_ms);
+      else await this.dispatch({ type: 'queued', position: reply.position });
+    } catch (err) {
+      await this.dispatch({
+        type: 'acquire-failed',
+        disconnected: err instanceof DisconnectedError,
+        locked: err instanceof ProtocolError && err.code === 'locked',
+        message: describeError(err),
+      });
+    }
+  }
+
+  private granted(msg: GrantedMsg, deadline: number): Promise<void> {
+    return this.dispatch({
+      type: 'granted',
+      fence: msg.fence,
+      deadline,
+      now: Date.now(),
+      stale: msg.fence < this.replica.maxFence,
+    });
+  }
+
+  private async sendRelease(fence: number | null, settle: boolean): Promise<void> {
+    const frame = fence === null ? { type: 'release', note: this.noteId } : { type: 'release', note: this.noteId, fence };
+    if (!settle) {
+      await this.socket.request(frame).catch(() => undefined);
+      return;
+    }
+    try {
+      await this.socket.request(frame);
+      await this.dispatch({ type: 'released' });
+    } catch (err) {
+      if (err instanceof ProtocolError) await this.dispatch({ type: 'released' });
+    }
+    this.finishClose();
+  }
+
+  /** Edits committed before our grant may still be on their way: catch up, then write. */
+  private async syncAfterGrant(fence: number): Promise<void> {
+    await this.sync();
+    await this.dispatch({ type: 'caught-up', fence });
+  }
+
+  private async releaseWhenFlushed(): Promise<void> {
+    if (this.token.role !== 'releasing' || this.outbox.busy || !this.socket.connected) return;
+    await this.dispatch({ type: 'outbox-idle' });
+  }
+
   // --- socket events --------------------------------------------------------------------
 
+  private onNoteMessage(msg: NoteMsg): void {
+    switch (msg.type) {
+      case 'edited':
+        this.onEdited(msg);
+        break;
+      case 'lock':
+        this.onLock(msg.lock);
+        break;
+      case 'presence':
+        this.patch({ viewers: msg.viewers });
+        break;
+      case 'snapshot':
+        this.onSnapshot(msg);
+        break;
+      case 'granted':
+        void this.granted(msg, Date.now() + msg.ttl_ms - LEASE_MARGIN_MS);
+        break;
+      case 'lease_lost':
+        void this.dispatch({ type: 'lease-lost', fence: msg.fence, reason: msg.reason });
+        break;
+      default:
+        break;
+    }
+  }
+
   private onWelcome(welcome: WelcomeMsg): void {
-    this.buffered.clear();
+    this.replica.clearBuffered();
     this.outbox.markUnsent();
     const lease = welcome.leases.find((l) => l.note === this.noteId);
-    const held = this.state.role === 'holder' || this.state.role === 'catching-up' || this.state.role === 'releasing';
-    let recover = false;
-    if (held && lease && lease.fence === this.state.fence) {
-      // Rule 9: the lease belongs to the session; `resume` kept it for this socket.
-      this.setDeadline(Date.now() + lease.ttl_ms - LEASE_MARGIN_MS);
-    } else if (held) {
-      recover = true; // the token was lost while disconnected (e.g. the server restarted)
-      this.patch({ role: 'none', fence: null, leaseDeadline: null });
+    if (holdsToken(this.token.role)) {
+      void this.dispatch({
+        type: 'welcome',
+        leaseFence: lease?.fence ?? null,
+        deadline: Date.now() + (lease?.ttl_ms ?? 0) - LEASE_MARGIN_MS,
+      });
     }
-    const waiting = this.state.role === 'waiting';
     this.patch({ mySession: welcome.session });
     if (this.closing) return;
     void this.subscribeNote().then((ok) => {
       if (!ok) return;
-      if (recover) {
-        // The user was editing: claim the token again so their unsaved text can be saved.
-        this.want = 'hold';
-        void this.acquire(false);
-      } else if (
-        (waiting && (!welcome.resumed || !this.inQueue())) ||
-        (this.want === 'wait' && this.state.role === 'none')
-      ) {
-        // A new session is not in the line; a resumed one is, unless the line forgot it.
-        void this.acquire(true);
-      } else if (this.state.role === 'holder' || this.state.role === 'releasing') {
-        this.flush();
-        if (this.state.role === 'releasing') void this.releaseWhenFlushed();
-      }
+      const inQueue = this.state.lock?.queue.some((u) => u.id === this.me.id) ?? false;
+      void this.dispatch({ type: 'resubscribed', resumed: welcome.resumed, inQueue });
     });
   }
 
-  protected onTokenMessage(msg: NoteMsg): void {
-    if (msg.type === 'granted') {
-      void this.onGranted(msg, Date.now() + msg.ttl_ms - LEASE_MARGIN_MS);
-    } else if (msg.type === 'lease_lost') {
-      if (msg.fence >= (this.state.fence ?? Infinity)) this.loseToken(msg.reason);
-      this.maxFence = Math.max(this.maxFence, msg.fence);
-    }
+  private onHeartbeatAck(sentAt: number, leases: LeaseInfo[]): void {
+    if (!holdsToken(this.token.role)) return;
+    const lease = leases.find((l) => l.note === this.noteId);
+    void this.dispatch({
+      type: 'heartbeat-ack',
+      leaseFence: lease?.fence ?? null,
+      deadline: sentAt + (lease?.ttl_ms ?? 0),
+      sentAt,
+    });
   }
 
-  private onHeartbeatAck(sentAt: number, leases: LeaseInfo[]): void {
-    if (this.state.role !== 'holder' && this.state.role !== 'catching-up' && this.state.role !== 'releasing') return;
-    const lease = leases.find((l) => l.note === this.noteId);
-    if (lease && lease.fence === this.state.fence) {
-      // The lease was renewed no earlier than this heartbeat left us: a safe deadline.
-      this.setDeadline(sentAt + lease.ttl_ms);
-      if (this.outbox.busy) this.flush(); // edits held back while the lease was unsure
-    } else if (sentAt > this.grantReceivedAt) {
-      this.loseToken('expired');
+  // --- read side: subscribe, snapshot, edited, sync -------------------------------------
+
+  private async subscribeNote(): Promise<boolean> {
+    try {
+      const snap = await this.socket.request<SnapshotMsg>({ type: 'subscribe', note: this.noteId });
+      this.onSnapshot(snap);
+      this.adoptHeldLease(snap);
+      return true;
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.patch({ error: { code: err.code, message: err.message }, loaded: true });
+      }
+      return false;
     }
   }
 
@@ -196,109 +394,230 @@ export class NoteSession extends NoteWriter {
    * After a reload that resumed the session, the token this session holds is adopted
    * (rule 9: the lease belongs to the session), instead of showing "editing in another tab".
    */
-  protected afterSubscribe(snap: SnapshotMsg): void {
+  private adoptHeldLease(snap: SnapshotMsg): void {
     const welcome = this.socket.welcome;
     const lease = welcome?.leases.find((l) => l.note === this.noteId);
-    if (this.state.role !== 'none' || !snap.lock || !welcome || snap.lock.session !== welcome.session) return;
+    if (this.token.role !== 'none' || !snap.lock || !welcome || snap.lock.session !== welcome.session) return;
     if (!lease || lease.fence !== snap.lock.fence) return;
-    this.want = 'hold';
-    void this.onGranted(
-      { type: 'granted', note: this.noteId, fence: lease.fence, ttl_ms: lease.ttl_ms },
-      Date.now() + lease.ttl_ms - LEASE_MARGIN_MS,
-    );
+    void this.dispatch({
+      type: 'adopt',
+      fence: lease.fence,
+      deadline: Date.now() + lease.ttl_ms - LEASE_MARGIN_MS,
+      now: Date.now(),
+      stale: lease.fence < this.replica.maxFence,
+    });
   }
 
-  // --- the write token ------------------------------------------------------------------
-
-  protected afterLock(lock: Lock | null): void {
-    const update: Partial<NoteState> = {};
-    if (this.state.role === 'waiting' && lock) {
-      const idx = lock.queue.findIndex((u) => u.id === this.me.id);
-      if (idx >= 0) update.queuePosition = idx + 1;
+  private onSnapshot(snap: SnapshotMsg): void {
+    const fields = { loaded: true, error: null, title: snap.title, access: snap.access, viewers: snap.viewers };
+    this.onLock(snap.lock);
+    if (!this.outbox.busy) {
+      this.replica.load(snap.content, snap.version);
+      this.patch({ ...fields, version: snap.version, text: snap.content, remote: this.nextRemote(null) });
+    } else {
+      this.rebaseOnSnapshot(snap, fields);
     }
-    this.patch(update);
-    const fence = this.state.fence;
-    const mine = this.state.role === 'holder' || this.state.role === 'catching-up';
-    if (mine && lock && fence !== null && lock.fence > fence) this.loseToken('taken');
+    this.drainBuffered();
+    this.store.refresh();
   }
 
-  private inQueue(): boolean {
-    return this.state.lock?.queue.some((u) => u.id === this.me.id) ?? false;
-  }
-
-  private async acquire(wait: boolean): Promise<void> {
-    if (this.state.role === 'holder' || this.state.role === 'catching-up') return;
-    this.patch({ role: 'acquiring' });
-    const sentAt = Date.now();
-    try {
-      const reply = await this.socket.request<GrantedMsg | QueuedMsg>({
-        type: 'acquire',
-        note: this.noteId,
-        wait,
-      });
-      if (reply.type === 'granted') {
-        await this.onGranted(reply, sentAt + reply.ttl_ms);
-      } else if (this.state.role === 'acquiring') {
-        this.patch({ role: 'waiting', queuePosition: reply.position });
-      }
-    } catch (err) {
-      if (this.state.role === 'acquiring') this.patch({ role: 'none' });
-      if (err instanceof DisconnectedError) return; // restored on the next welcome
-      this.want = 'none';
-      const unsaved = this.outbox.busy;
-      if (unsaved) this.keepDraft(err instanceof ProtocolError && err.code === 'locked' ? 'taken' : 'refused');
-      this.patch({ notice: `Could not get the write token: ${describeError(err)}`, text: this.serverText });
+  /** A snapshot arrived while local edits exist: keep them when they still apply. */
+  private rebaseOnSnapshot(snap: SnapshotMsg, fields: Partial<NoteState>): void {
+    const inflight = this.outbox.inflight;
+    if (snap.version === this.replica.version) {
+      this.patch(fields); // the server has not moved: local edits still apply
+    } else if (
+      inflight &&
+      snap.version === inflight.base + 1 &&
+      snap.content === applyChanges(this.replica.text, inflight.changes)
+    ) {
+      // Our in-flight edit committed before the connection dropped; pending edits stay on top.
+      this.replica.load(snap.content, snap.version);
+      this.outbox.settle(inflight);
+      this.patch({ ...fields, version: snap.version });
+    } else {
+      this.keepDraft('diverged');
+      this.replica.load(snap.content, snap.version);
+      this.patch({ ...fields, version: snap.version, text: snap.content, remote: this.nextRemote(null) });
     }
   }
 
-  private async onGranted(msg: GrantedMsg, deadline: number): Promise<void> {
-    if (msg.fence < this.maxFence) return;
-    if (this.want === 'none' && this.state.role !== 'acquiring') {
-      // A late grant for a claim the user withdrew: hand it straight back.
-      await this.socket.request({ type: 'release', note: this.noteId, fence: msg.fence }).catch(() => undefined);
+  private onEdited(msg: EditedMsg): void {
+    const own = this.outbox.inflight;
+    if (own && msg.op === own.op && msg.version > this.replica.version) {
+      // Our own edit came back as a push before its ack: it is the ack.
+      this.onAck(own, { type: 'ack', rid: '', note: msg.note, op: msg.op, version: msg.version });
       return;
     }
-    this.maxFence = msg.fence;
-    this.grantReceivedAt = Date.now();
-    this.want = 'hold';
-    this.patch({ role: 'catching-up', fence: msg.fence, queuePosition: null, notice: null });
-    this.setDeadline(deadline);
-    // Edits committed before our grant may still be on their way: catch up first so our
-    // first edit's base is current (otherwise it would be refused as `stale`).
-    await this.sync();
-    if (this.state.role !== 'catching-up' || this.state.fence !== msg.fence) return;
-    this.patch({ role: 'holder' });
-    this.refresh();
-    this.flush();
-  }
-
-  private loseToken(reason: string): void {
-    const role = this.state.role;
-    if (role !== 'holder' && role !== 'catching-up' && role !== 'releasing') return;
-    this.want = 'none';
+    const order = this.replica.order(msg);
+    if (order === 'old') return;
+    if (order === 'gap') {
+      void this.sync();
+      return;
+    }
     if (this.outbox.busy) {
-      this.keepDraft(reason);
-      this.patch({ text: this.serverText, remote: this.nextRemote(null) });
+      // Someone else wrote while this tab thought it held the token: it did not.
+      this.keepDraft('taken');
+      this.patch({ text: this.replica.text });
+    }
+    try {
+      this.replica.apply(msg);
+    } catch {
+      void this.subscribeNote(); // our copy diverged: reload it
+      return;
     }
     this.patch({
-      role: 'none',
-      fence: null,
-      leaseDeadline: null,
-      notice: role === 'releasing' ? null : (LOSS_REASONS[reason] ?? LOSS_REASONS.taken!),
+      text: this.replica.text,
+      version: this.replica.version,
+      remote: this.nextRemote(msg.content !== undefined ? null : (msg.changes ?? [])),
     });
-    this.refresh();
   }
 
-  private async releaseWhenFlushed(): Promise<void> {
-    if (this.state.role !== 'releasing' || this.outbox.busy || !this.socket.connected) return;
-    const fence = this.state.fence;
-    try {
-      await this.socket.request({ type: 'release', note: this.noteId, fence });
-      this.patch({ role: 'none', fence: null, leaseDeadline: null });
-    } catch (err) {
-      if (err instanceof ProtocolError) this.patch({ role: 'none', fence: null, leaseDeadline: null });
+  private drainBuffered(): void {
+    for (let next = this.replica.takeNext(); next; next = this.replica.takeNext()) this.onEdited(next);
+    if (this.replica.hasBuffered) void this.sync();
+  }
+
+  /**
+   * Fetch the edits after our version (after a gap, and after each grant). Resolves once a
+   * sync that STARTED after this call has finished, so a caller is caught up to the moment
+   * it asked (a grant must not rely on a sync that was already under way).
+   */
+  private sync(): Promise<void> {
+    if (this.syncRun) {
+      this.syncAgain = true;
+      return this.syncRun;
     }
+    this.syncRun = (async () => {
+      do {
+        this.syncAgain = false;
+        await this.syncOnce();
+      } while (this.syncAgain && this.socket.connected);
+    })().finally(() => {
+      this.syncRun = null;
+    });
+    return this.syncRun;
+  }
+
+  private async syncOnce(): Promise<void> {
+    if (!this.socket.connected) return;
+    try {
+      const reply = await this.socket.request<ChangesMsg | SnapshotMsg>({
+        type: 'sync',
+        note: this.noteId,
+        since: this.replica.version,
+      });
+      if (reply.type === 'snapshot') {
+        this.onSnapshot(reply);
+        return;
+      }
+      for (const edit of [...reply.edits].sort((a, b) => a.version - b.version)) {
+        if (edit.version > this.replica.version) this.onEdited({ ...edit, note: this.noteId });
+      }
+      this.drainBuffered();
+    } catch {
+      // Disconnected or refused: the next welcome subscribes afresh.
+    }
+  }
+
+  private onLock(lock: Lock | null): void {
+    if (!this.replica.acceptLock(lock)) return; // stale push: fences only grow
+    this.patch({ lock });
+    void this.dispatch({
+      type: 'lock',
+      fence: lock?.fence ?? null,
+      queueIndex: lock ? lock.queue.findIndex((u) => u.id === this.me.id) : -1,
+    });
+  }
+
+  private nextRemote(changes: Change[] | null): NoteState['remote'] {
+    return { seq: ++this.remoteSeq, changes };
+  }
+
+  // --- write side: batches, acks, refusals ----------------------------------------------
+
+  /** Send the next edit if none is in flight and the token is live. */
+  private flush(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    const edit = this.canSend() ? this.outbox.next(this.replica.version) : null;
+    if (!edit) {
+      this.store.refresh();
+      return;
+    }
+    edit.sent = true;
+    this.store.refresh();
+    this.socket
+      .request<AckMsg>({
+        type: 'edit',
+        note: this.noteId,
+        fence: this.token.fence,
+        base: edit.base,
+        op: edit.op,
+        changes: edit.changes,
+      })
+      .then(
+        (ack) => this.onAck(edit, ack),
+        (err) => this.onEditError(edit, err),
+      );
+  }
+
+  private onAck(edit: InflightEdit, ack: AckMsg): void {
+    if (!this.outbox.settle(edit)) return;
+    if (ack.version !== this.replica.version + 1 || edit.base !== this.replica.version) {
+      void this.subscribeNote(); // unexpected version: reload rather than guess
+      return;
+    }
+    this.replica.applyOwn(edit.changes, ack.version);
+    const draft = this.state.draft;
+    this.patch({
+      version: ack.version,
+      draft: draft && draft.text === this.replica.text ? null : draft,
+      text: this.token.role === 'none' ? this.replica.text : this.state.text,
+    });
+    this.drainBuffered();
+    this.flush();
+    this.afterEditSettled();
+  }
+
+  private onEditError(edit: InflightEdit, err: unknown): void {
+    if (this.outbox.inflight !== edit) return;
+    edit.sent = false;
+    if (err instanceof DisconnectedError) {
+      this.store.refresh(); // re-sent with the same op after the next welcome
+      return;
+    }
+    const code = err instanceof ProtocolError ? err.code : 'internal';
+    if (code === 'rate_limited' || code === 'unavailable' || code === 'internal') {
+      setTimeout(() => this.flush(), EDIT_RETRY_MS);
+      return;
+    }
+    // fenced, stale, too_large, bad_request, forbidden, not_found: this edit will never
+    // commit as it is. Keep the text visibly and reload the server's copy.
+    this.keepDraft(code === 'fenced' ? 'fenced' : 'refused');
+    this.patch({ text: this.replica.text, remote: this.nextRemote(null) });
+    if (code === 'fenced') {
+      void this.dispatch({ type: 'fenced' });
+      void this.sync();
+    } else {
+      this.patch({ notice: `${LOSS_REASONS.refused} (${describeError(err)})` });
+      void this.subscribeNote();
+    }
+    this.afterEditSettled();
+  }
+
+  /** An edit got its final answer: a pending release or close may now proceed. */
+  private afterEditSettled(): void {
+    if (this.token.role === 'releasing') void this.releaseWhenFlushed();
     this.finishClose();
+  }
+
+  /** Drop every unsent edit, keeping the text they made as a visible draft. */
+  private keepDraft(reason: string): void {
+    const text = this.state.text;
+    this.outbox.clear();
+    if (text === this.replica.text) return; // nothing the server lacks
+    this.patch({ draft: { text, reason: LOSS_REASONS[reason] ?? LOSS_REASONS.refused! } });
   }
 
   // --- lease deadline -------------------------------------------------------------------
@@ -307,31 +626,15 @@ export class NoteSession extends NoteWriter {
     this.patch({ leaseDeadline: deadline });
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     // Re-evaluate `writable` the moment the lease may have run out.
-    this.deadlineTimer = setTimeout(() => this.refresh(), Math.max(0, deadline - Date.now()) + 1);
-    this.refresh();
+    this.deadlineTimer = setTimeout(() => this.store.refresh(), Math.max(0, deadline - Date.now()) + 1);
+    this.store.refresh();
   }
 
-  private leaseLive(): boolean {
+  private canSend(): boolean {
+    const role = this.token.role;
     const deadline = this.state.leaseDeadline;
-    return deadline !== null && Date.now() < deadline;
-  }
-
-  protected canWrite(): boolean {
-    return this.computeWritable(this.state);
-  }
-
-  protected canSend(): boolean {
-    const role = this.state.role;
-    return (role === 'holder' || role === 'releasing') && this.leaseLive() && this.socket.connected;
-  }
-
-  protected onFenced(): void {
-    this.loseToken('fenced');
-  }
-
-  protected afterEditSettled(): void {
-    if (this.state.role === 'releasing') void this.releaseWhenFlushed();
-    this.finishClose();
+    const live = deadline !== null && Date.now() < deadline;
+    return (role === 'holder' || role === 'releasing') && live && this.socket.connected;
   }
 
   private computeWritable(state: NoteState): boolean {
@@ -342,13 +645,5 @@ export class NoteSession extends NoteWriter {
       Date.now() < state.leaseDeadline &&
       (state.access === 'write' || state.access === 'admin')
     );
-  }
-
-  protected derive(state: NoteState): Derived {
-    const inflight = this.outbox.inflight;
-    return {
-      writable: this.computeWritable(state),
-      save: inflight?.sent ? 'saving' : this.outbox.busy ? 'unsaved' : 'saved',
-    };
   }
 }

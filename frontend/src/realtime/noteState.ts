@@ -35,7 +35,7 @@ export interface NoteState {
   save: 'saved' | 'saving' | 'unsaved';
   draft: Draft | null;
   notice: string | null;
-  /** The last remote changes applied (a viewer's caret is moved through them). */
+  /** The last remote changes applied (the editor applies them as one transaction; null: replace all). */
   remote: { seq: number; changes: Change[] | null };
 }
 
@@ -76,12 +76,23 @@ export function initialNoteState(noteId: string): NoteState {
 /** Fields derived from the rest of the state and from facts outside it (clock, socket). */
 export type Derived = Pick<NoteState, 'writable' | 'save'>;
 
-export abstract class NoteStore {
-  protected state: NoteState;
+/**
+ * Holds a note's state and publishes it. `derive` recomputes the fields that depend on
+ * facts outside the state (clock, socket) on every change.
+ */
+export class NoteStore {
+  private state: NoteState;
   private listeners = new Set<() => void>();
 
-  constructor(noteId: string) {
+  constructor(
+    noteId: string,
+    private readonly derive: (state: NoteState) => Derived,
+  ) {
     this.state = initialNoteState(noteId);
+  }
+
+  get current(): NoteState {
+    return this.state;
   }
 
   getState = (): NoteState => this.state;
@@ -91,14 +102,12 @@ export abstract class NoteStore {
     return () => this.listeners.delete(listener);
   };
 
-  protected abstract derive(state: NoteState): Derived;
-
   /** Recompute derived fields (`writable`, `save`) and notify if anything changed. */
-  protected refresh(): void {
+  refresh(): void {
     this.patch({});
   }
 
-  protected patch(update: Partial<NoteState>): void {
+  patch(update: Partial<NoteState>): void {
     const prev = this.state;
     const merged: NoteState = { ...prev, ...update };
     Object.assign(merged, this.derive(merged));
