@@ -9,6 +9,8 @@ if ! command -v node >/dev/null || ! command -v python3 >/dev/null; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e .
+# Exact versions with hashes from the lock, then the checkout without its resolver.
+.venv/bin/python -m pip install -q --require-hashes -r requirements.lock
+.venv/bin/python -m pip install -q --no-deps -e .
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 exec .venv/bin/collab serve --host "${COLLAB_HOST:-127.0.0.1}" --port "${COLLAB_PORT:-8000}"

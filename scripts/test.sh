@@ -33,7 +33,15 @@ fi
 log "python environment"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+# Exact versions with hashes from the lock (docs/security.md, "Python lock files"),
+# then the checkout itself without letting pip resolve anything else.
+.venv/bin/python -m pip install -q --require-hashes -r requirements-test.lock
+.venv/bin/python -m pip install -q --no-deps -e .
+# The scanners, pinned in their own lock and environment (checkov's pins clash with
+# pytest's); tests/scan runs them.
+[ -x .venv/scan/bin/python ] || python3 -m venv .venv/scan
+.venv/scan/bin/python -m pip install -q --upgrade pip
+.venv/scan/bin/python -m pip install -q --require-hashes -r requirements-scan.lock
 
 # --- services: reuse local ones only if they really answer -------------------------
 if [ -z "${COLLAB_TEST_DATABASE_URL:-}" ]; then
@@ -61,9 +69,13 @@ ruff check .
 ruff format --check .
 mypy collab
 
+# --- scanners: bandit, checkov, hadolint, gixy (tests/scan) ------------------------------
+log "scanners"
+pytest -q -p no:cacheprovider tests/scan
+
 # --- python suites -------------------------------------------------------------------
 log "pytest"
-pytest -q -m "not soak" -p no:cacheprovider
+pytest -q -m "not soak" -p no:cacheprovider --ignore=tests/scan
 
 if [ -f frontend/package.json ]; then
   log "frontend: browser tests (Playwright + system Chromium)"
