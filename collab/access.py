@@ -27,6 +27,11 @@ def note_access(
     return None
 
 
+def can_read(access: Access | None) -> bool:
+    """May subscribe to the note and read its text."""
+    return access is not None
+
+
 def can_write(access: Access | None) -> bool:
     """May acquire the write token and edit."""
     return access in ("write", "admin")

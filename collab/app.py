@@ -211,13 +211,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         metrics = Metrics()
-        store = await open_store(settings)
+        leases = make_lease_store(settings)
+        await leases.start()
+        # Rule 10: learn the highest database timeline any replica has seen
+        # before the first write (the migrations are writes).
+        store = await open_store(settings, timeline_floor=await leases.record_timeline(0))
         if settings.migrate_on_start:
             await store.migrate()
         await bootstrap_admin(settings, store)
         metrics.watch_pool(store.pool_stats)
         hub = Hub(
-            settings, store, make_lease_store(settings), make_presence_store(settings),
+            settings, store, leases, make_presence_store(settings),
             make_session_registry(settings), make_bus(settings), metrics,
         )  # fmt: skip
         await hub.start()

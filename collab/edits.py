@@ -1,16 +1,24 @@
 """Edits: commit under the fence, acknowledge, and deliver to every local
-subscriber in version order without gaps (rule 7: pub/sub may lose events, so
-a replica that sees a version jump replays the missing edits from the store
-before pushing)."""
+subscriber in version order without gaps (rule 7).
+
+Delivery is decided per viewer: each socket's ``subs[note]`` is the highest
+version it has (from its snapshot, a ``changes`` reply or a push), and an
+edit frame goes only to the sockets exactly one version behind it. A socket
+further behind (a lost bus event, a snapshot older than what others have, a
+new subscriber whose snapshot was newer than the replica had seen) is caught
+up from the store's edit log before anything newer reaches it. Every push,
+snapshot and ``sync`` reply of a note is serialised by the note's delivery
+lock, so nothing reaches a client twice or out of order."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from collab.access import can_write
+from collab.access import can_read
 from collab.clock import utc_now
 from collab.errors import Forbidden, NotFound
 from collab.messages import Edit, Rid, encode, snapshot_frame
@@ -24,22 +32,48 @@ if TYPE_CHECKING:
 class EditFeed:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        # One lock per note with a subscriber here or a delivery under way;
+        # dropped when neither is left, so the map is bounded by live notes.
         self._locks: dict[str, asyncio.Lock] = {}
 
+    @contextlib.asynccontextmanager
+    async def serialised(self, note_id: str) -> AsyncIterator[None]:
+        """Hold the note's delivery lock (rule 7: one order per note)."""
+        lock = self._locks.get(note_id)
+        if lock is None:
+            lock = self._locks[note_id] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            idle = not lock.locked() and note_id not in self.hub.note_peers
+            if idle and self._locks.get(note_id) is lock:
+                del self._locks[note_id]
+
+    def forget(self, note_id: str) -> None:
+        lock = self._locks.get(note_id)
+        if lock is not None and not lock.locked():
+            del self._locks[note_id]
+
+    @property
+    def lock_count(self) -> int:
+        return len(self._locks)
+
+    # -- client requests ------------------------------------------------------
     async def sync(self, peer: Peer, note_id: str, since: int, rid: Rid) -> None:
-        access = await self.hub.access_for(peer, note_id)
-        if access is None:
+        access = await self.hub.current_access(peer.user, note_id)
+        if not can_read(access):
             raise Forbidden("you cannot read this note")
+        async with self.serialised(note_id):
+            await self._sync_locked(peer, note_id, since, rid)
+
+    async def _sync_locked(self, peer: Peer, note_id: str, since: int, rid: Rid) -> None:
+        # A subscribed socket already got every version up to ``subs`` on this
+        # same stream, in order, so the reply starts there: nothing twice.
+        since = max(since, peer.subs.get(note_id, since))
         edits = await self.hub.store.edits_since(note_id, since, self.hub.settings.sync_max_edits)
         if edits is None:
-            note = await self.hub.store.get_note(note_id)
-            if note is None:
-                raise NotFound("no such note")
-            lock = await self.hub.tokens.lock_state(note_id)
-            viewers = await self.hub.fanout.viewers(note_id)
-            peer.push(encode(snapshot_frame(note, access, lock, viewers, rid)))
-            if note_id in peer.subs:
-                peer.subs[note_id] = note.version
+            await self._snapshot_locked(peer, note_id, rid)
             return
         to = edits[-1].version if edits else since
         peer.push(encode({
@@ -48,11 +82,24 @@ class EditFeed:
         }))  # fmt: skip
         if note_id in peer.subs:
             peer.subs[note_id] = max(peer.subs[note_id], to)
+            self._raise_known(note_id, to)
+
+    async def _snapshot_locked(self, peer: Peer, note_id: str, rid: Rid) -> None:
+        note = await self.hub.store.get_note(note_id)
+        if note is None:
+            raise NotFound("no such note")
+        access = await self.hub.current_access(peer.user, note_id)
+        if access is None:
+            raise Forbidden("you cannot read this note")
+        lock = await self.hub.tokens.lock_state(note_id)
+        viewers = await self.hub.fanout.viewers(note_id)
+        peer.push(encode(snapshot_frame(note, access, lock, viewers, rid)))
+        if note_id in peer.subs:
+            peer.subs[note_id] = note.version
+            self._raise_known(note_id, note.version)
 
     async def edit(self, peer: Peer, msg: Edit) -> dict[str, Any]:
-        access = await self.hub.access_for(peer, msg.note)
-        if not can_write(access) or peer.user.role == "guest":
-            raise Forbidden("you cannot write to this note")
+        # Write access is decided by the store inside the commit (rule 2).
         started = time.perf_counter()
         try:
             result = await self.hub.store.commit_edit(
@@ -71,11 +118,11 @@ class EditFeed:
         if result.duplicate:
             return ack
         self.hub.metrics.edits.inc()
-        if msg.note in peer.subs:
-            peer.subs[msg.note] = max(peer.subs[msg.note], result.version)
         record = EditRecord(msg.note, result.version, msg.op, msg.payload, peer.user, utc_now())
         frame = record.wire()
-        await self.deliver(msg.note, result.version, encode(frame), time.time(), "local")
+        # The writer had ``base``, so it has everything up to this version.
+        await self.deliver(msg.note, result.version, encode(frame), time.time(), "local",
+                           writer=peer)  # fmt: skip
         await self.hub.publish({"t": "edited", "note": msg.note, "version": result.version,
                              "frame": frame, "ts": time.time()})  # fmt: skip
         if result.version % self.hub.settings.revision_every_versions == 0:
@@ -86,45 +133,68 @@ class EditFeed:
         with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to keep
             await self.hub.store.save_revision(note_id, by_id)
 
-    def note_lock(self, note_id: str) -> asyncio.Lock:
-        lock = self._locks.get(note_id)
-        if lock is None:
-            lock = self._locks[note_id] = asyncio.Lock()
-        return lock
-
-    async def deliver(self, note_id: str, version: int, frame: str, ts: float, origin: str) -> None:
-        """Push edit ``version`` to local subscribers in order, replaying any
-        versions this replica missed from the store first."""
+    # -- delivery -------------------------------------------------------------
+    async def deliver(
+        self,
+        note_id: str,
+        version: int,
+        frame: str,
+        ts: float,
+        origin: str,
+        writer: Peer | None = None,
+    ) -> None:
+        """Push edit ``version`` to the local subscribers one version behind
+        it; catch up from the store any that are further behind."""
         if note_id not in self.hub.note_peers:
             return
-        async with self.note_lock(note_id):
-            known = self.hub.note_version.get(note_id)
-            if known is None or version <= known:
-                return
-            if version > known + 1:
-                await self.fill_gap(note_id, known)
-                if self.hub.note_version.get(note_id, -1) >= version:
-                    return
-            self._push_edit(note_id, version, frame)
+        async with self.serialised(note_id):
+            if writer is not None and note_id in writer.subs:
+                writer.subs[note_id] = max(writer.subs[note_id], version)
+            self._raise_known(note_id, version)
+            if self._push(note_id, version, frame):
+                await self.catch_up_locked(note_id)
             self.hub.metrics.fanout.labels(origin).observe(max(0.0, time.time() - ts))
 
-    def _push_edit(self, note_id: str, version: int, frame: str) -> None:
+    def _raise_known(self, note_id: str, version: int) -> None:
+        if note_id in self.hub.note_peers:
+            known = self.hub.note_version.get(note_id, 0)
+            self.hub.note_version[note_id] = max(known, version)
+
+    def _push(self, note_id: str, version: int, frame: str) -> bool:
+        """Send to sockets exactly one behind; True if some are further behind."""
+        lagging = False
         for peer in self.hub.note_peers.get(note_id, ()):
-            if peer.subs.get(note_id, 0) < version:
+            have = peer.subs.get(note_id)
+            if have is None:
+                continue
+            if have == version - 1:
                 peer.push(frame)
                 peer.subs[note_id] = version
-        self.hub.note_version[note_id] = max(self.hub.note_version.get(note_id, -1), version)
+            elif have < version - 1:
+                lagging = True
+        return lagging
 
-    async def fill_gap(self, note_id: str, known: int) -> None:
-        edits = await self.hub.store.edits_since(note_id, known, self.hub.settings.sync_max_edits)
+    async def catch_up_locked(self, note_id: str) -> None:
+        """Bring every local subscriber up to the highest version known here,
+        from the edit log (or a snapshot when the log cannot cover the gap).
+        The caller holds the note's delivery lock."""
+        target = self.hub.note_version.get(note_id, 0)
+        behind = [
+            p for p in self.hub.note_peers.get(note_id, ()) if p.subs.get(note_id, target) < target
+        ]
+        if not behind:
+            return
+        since = min(p.subs[note_id] for p in behind)
+        edits = await self.hub.store.edits_since(note_id, since, self.hub.settings.sync_max_edits)
         if edits is None:
-            note = await self.hub.store.get_note(note_id)
-            if note is None:
-                return
-            for peer in self.hub.note_peers.get(note_id, ()):
-                if peer.subs.get(note_id, 0) < note.version:
-                    await self.sync(peer, note_id, peer.subs.get(note_id, 0), None)
-            self.hub.note_version[note_id] = note.version
+            for peer in behind:
+                with contextlib.suppress(NotFound, Forbidden):
+                    await self._snapshot_locked(peer, note_id, None)
             return
         for record in edits:
-            self._push_edit(note_id, record.version, encode(record.wire()))
+            self._raise_known(note_id, record.version)
+            self._push(note_id, record.version, encode(record.wire()))
+
+    async def catch_up(self, note_id: str) -> None:
+        async with self.serialised(note_id):
+            await self.catch_up_locked(note_id)

@@ -16,13 +16,13 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
-from collab.access import note_access
+from collab.access import can_read, note_access
 from collab.bus.base import Bus, Event
 from collab.clock import utc_now
 from collab.edits import EditFeed
 from collab.errors import Forbidden, NotFound, RateLimited
 from collab.fanout import Fanout
-from collab.leases.base import LeaseStore
+from collab.leases.base import LeaseStore, LeaseView
 from collab.messages import Rid, encode, snapshot_frame
 from collab.metrics import Metrics
 from collab.peer import Peer
@@ -73,14 +73,17 @@ class Hub:
         await self.leases.start()
         await self.presence.start()
         await self.registry.start()
+        await self.share_timeline()
         await self.bus.start(self.on_event, self.resync)
         self._loop_task = asyncio.create_task(self._reconcile_loop())
 
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-        for task in list(self._tasks):
+        tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
+        for task in tasks:
             task.cancel()
+        # Wait for them to end: a task still running would use the backends
+        # closed next.
+        await asyncio.gather(*tasks, return_exceptions=True)
         for closer in (self.bus.close, self.registry.close, self.presence.close, self.leases.close):
             try:
                 await closer()
@@ -135,7 +138,7 @@ class Hub:
         self.peers[peer.session] = peer
         self.metrics.ws_connections.set(len(self.peers))
         if resumed:
-            await self._adopt_leases(peer.session)
+            await self._adopt_leases(peer.session, peer.user)
         return resumed, self.tokens.leases_of(peer.session)
 
     async def _supersede(self, session: str, previous: SessionRecord) -> None:
@@ -148,19 +151,25 @@ class Hub:
         if previous.replica != self.replica_id:
             await self.publish({"t": "moved", "session": session, "socket": previous.socket})
 
-    async def _adopt_leases(self, session: str) -> None:
+    async def _adopt_leases(self, session: str, user: User) -> None:
+        """Leases and queue places belong to the session (rule 9): a resumed
+        session keeps both, whichever replica served it before."""
         for note_id in await self.registry.notes(session):
             view = await self.leases.view(note_id)
-            holder = getattr(view, "session", None)
-            fence = getattr(view, "fence", 0)
-            if holder == session and await self.leases.renew(note_id, session, fence):
-                self.tokens.adopt(session, note_id, fence)
-            else:
-                await self.registry.remove_note(session, note_id)
+            if isinstance(view, LeaseView) and view.session == session:
+                if await self.leases.renew(note_id, session, view.fence):
+                    self.tokens.adopt_hold(session, note_id, view.fence)
+                    continue
+            elif await self.leases.renew_waiter(note_id, session):
+                self.tokens.adopt_wait(session, note_id, user)
+                continue
+            await self.registry.remove_note(session, note_id)
 
-    async def detach(self, peer: Peer, clean: bool) -> None:
-        """The socket closed. Presence goes at once; tokens stay for a resume
-        unless the client said a clean goodbye."""
+    async def detach(self, peer: Peer) -> None:
+        """The socket closed, whatever the close code. Presence goes at once;
+        tokens and queue places stay with the session until their leases run
+        out, so a reload or a reconnect resumes them. Only an explicit
+        ``release`` hands a token over at once."""
         self._drop_subscriptions(peer)
         if self.peers.get(peer.session) is not peer:
             return  # superseded by a resumed socket: nothing of the session is ours
@@ -172,16 +181,7 @@ class Hub:
                     await self.publish({"t": "presence", "note": note_id})
             except Exception:
                 log.warning("presence removal failed", extra={"note": note_id})
-        if self.draining:
-            return  # keep leases and the session record for resume elsewhere
-        try:
-            if clean:
-                await self.tokens.release_all(peer.session, peer.user.id)
-                await self.registry.forget(peer.session, peer.socket_id)
-            else:
-                await self.tokens.leave_all_queues(peer.session)
-        except Exception:
-            log.warning("session cleanup failed", exc_info=True)
+        self.tokens.forget_waits(peer.session)
 
     def _drop_subscriptions(self, peer: Peer) -> None:
         for note_id in list(peer.subs):
@@ -199,6 +199,7 @@ class Hub:
         self.note_peers.pop(note_id, None)
         self.note_version.pop(note_id, None)
         self.fanout.forget(note_id)
+        self.edits.forget(note_id)
 
     async def heartbeat(self, peer: Peer) -> list[dict[str, Any]]:
         if not await self.registry.touch(peer.session, peer.socket_id, self.settings.lease_ttl_ms):
@@ -226,17 +227,18 @@ class Hub:
             grant = await self.store.get_access(note.id, user.id)
         return note_access(user, note.owner_id, note.visibility, grant)
 
-    async def access_for(self, peer: Peer, note_id: str) -> Access | None:
-        cached = peer.access.get(note_id)
-        if cached is not None:
-            return cached
+    async def current_access(self, user: User, note_id: str) -> Access | None:
+        """``user``'s access to the note right now, from the store: the stored
+        role (a demoted admin is a user at once), owner and grant. Decisions
+        that let someone write or read use this, never a socket's cache
+        (rule 2). ``NotFound`` for a missing note."""
         note = await self.store.get_note(note_id)
         if note is None:
             raise NotFound("no such note")
-        access = await self.access_of(peer.user, note)
-        if access is not None:
-            peer.access[note_id] = access
-        return access
+        if user.role != "guest":
+            record = await self.store.get_user(user.id)
+            user = record.user() if record is not None else User(user.id, user.name, "guest")
+        return await self.access_of(user, note)
 
     # -- subscriptions -------------------------------------------------------------
     async def subscribe(self, peer: Peer, note_id: str, rid: Rid) -> None:
@@ -248,27 +250,31 @@ class Hub:
             raise RateLimited(
                 f"at most {self.settings.max_subscriptions_per_socket} subscriptions per socket"
             )
-        note = await self.store.get_note(note_id)
-        if note is None:
-            raise NotFound("no such note")
-        access = await self.access_of(peer.user, note)
-        if access is None:
+        access = await self.current_access(peer.user, note_id)
+        if not can_read(access):
             raise Forbidden("you cannot read this note")
+        assert access is not None
         peer.access[note_id] = access
         lock = await self.tokens.lock_state(note_id)
         changed = await self.presence.touch(note_id, peer.session, peer.user,
                                             self.settings.lease_ttl_ms)  # fmt: skip
         viewers = await self.fanout.viewers(note_id)
-        async with self.edits.note_lock(note_id):
-            # Read the snapshot under the note's delivery lock so no edit push
-            # can slip between the snapshot and the registration.
-            fresh = await self.store.get_note_replica(note_id) or note
-            peers = self.note_peers.setdefault(note_id, set())
-            if not peers or self.note_version.get(note_id, -1) < fresh.version:
-                self.note_version[note_id] = max(self.note_version.get(note_id, -1), fresh.version)
-            peers.add(peer)
+        self.note_peers.setdefault(note_id, set())
+        async with self.edits.serialised(note_id):
+            # The snapshot is read from the primary under the note's delivery
+            # lock: no push can slip between it and the registration, and it
+            # holds every edit acknowledged through any replica (rule 7).
+            fresh = await self.store.get_note(note_id)
+            if fresh is None:
+                raise NotFound("no such note")
+            self.note_peers[note_id].add(peer)
             peer.subs[note_id] = fresh.version
             peer.push(encode(snapshot_frame(fresh, access, lock, viewers, rid)))
+            known = self.note_version.get(note_id, 0)
+            self.note_version[note_id] = max(known, fresh.version)
+            # Viewers already here that have not seen up to this snapshot's
+            # version get the versions in between, in order.
+            await self.edits.catch_up_locked(note_id)
         self._count_subscriptions()
         if changed:
             await self.publish({"t": "presence", "note": note_id})
@@ -371,11 +377,19 @@ class Hub:
             except Exception:
                 log.warning("reconcile failed", exc_info=True)
 
+    async def share_timeline(self) -> None:
+        """Rule 10: the highest database timeline is shared through the lease
+        store, so a replica that starts (or lags) after a failover refuses an
+        old primary even though it never saw the new one itself."""
+        shared = await self.leases.record_timeline(self.store.timeline)
+        await self.store.raise_timeline_floor(shared)
+
     async def _check_timeline(self) -> None:
         """Rule 10: the database failed over; a fence advance acked by the old
         primary may be gone, so every lease is void. Its Redis lease goes too,
         or a re-acquire would hand back the same fence without advancing it on
-        the new primary. Local and cheap: runs on every tick."""
+        the new primary. Runs on every tick."""
+        await self.share_timeline()
         timeline_changes = self.store.timeline_changes
         if timeline_changes <= self._timeline_changes:
             return
@@ -405,5 +419,5 @@ class Hub:
                 continue
             known = self.note_version.get(note_id)
             if known is not None and note.version > known:
-                async with self.edits.note_lock(note_id):
-                    await self.edits.fill_gap(note_id, self.note_version.get(note_id, known))
+                self.note_version[note_id] = note.version
+                await self.edits.catch_up(note_id)

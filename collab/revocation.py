@@ -59,6 +59,13 @@ class Revocations:
                     view = await self.hub.leases.view(nid)
                     if getattr(view, "session", None) == session.session:
                         await self.hub.tokens.revoke(user, nid)
+                    elif any(s == session.session for s, _ in view.queue):
+                        # Out of the queue at once, so nobody who may write
+                        # waits behind someone who may not (the grant path
+                        # checks again, in case this is missed).
+                        await self.hub.leases.leave_queue(nid, session.session)
+                        await self.hub.registry.remove_note(session.session, nid)
+                        await self.hub.lock_changed(nid, "queue")
         await self.hub.publish({"t": "access", "user": user_id, "note": note_id})
 
     async def kick(self, session: str) -> None:
@@ -72,6 +79,9 @@ class Revocations:
         await self.hub.publish({"t": "kick", "session": session})
 
     async def note_deleted(self, note_id: str) -> None:
+        # Nothing of a deleted note may outlive it in the lease store: its
+        # fence counter and queue would otherwise stay forever.
+        await self.hub.leases.forget_note(note_id)
         await self.hub.publish({"t": "deleted", "note": note_id})
 
     async def revoke(self, actor: User, note_id: str) -> int:

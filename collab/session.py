@@ -101,14 +101,13 @@ class Connection:
             return
         writer = asyncio.create_task(self._writer())
         timers = asyncio.create_task(self._timers())
-        clean = False
         try:
-            clean = await self._serve(hello)
+            await self._serve(hello)
         finally:
             writer.cancel()
             timers.cancel()
             if self._attached:
-                await self.hub.detach(self, clean)
+                await self.hub.detach(self)
             code, reason = self._close or (1000, "")
             self.rt.metrics.ws_closes.labels(str(code)).inc()
             await self._close_ws(code, reason)
@@ -157,8 +156,10 @@ class Connection:
         })  # fmt: skip
         return msg
 
-    async def _serve(self, hello: m.Hello) -> bool:
-        """Read frames until the socket ends; True on a clean client goodbye."""
+    async def _serve(self, hello: m.Hello) -> None:
+        """Read frames until the socket ends, however it ends: the close code
+        does not release tokens (a browser reload sends 1001), only an
+        explicit ``release`` does."""
         # One close watcher for the whole connection, not one per frame: a
         # task created and cancelled per frame was a measurable share of the
         # per-frame cost (docs/benchmarks.md).
@@ -171,17 +172,16 @@ class Connection:
                 )
                 if receive not in done:
                     receive.cancel()
-                    return False
+                    return
                 raw = receive.result()
                 if raw["type"] == "websocket.disconnect":
-                    return int(raw.get("code") or 1005) in (1000, 1001)
+                    return
                 await self._frame(raw)
-        except WebSocketDisconnect as exc:
-            return exc.code in (1000, 1001)
+        except WebSocketDisconnect:
+            return
         finally:
             closing.cancel()
             self.rt.connections.discard(self)
-        return False
 
     async def _frame(self, raw: Mapping[str, Any]) -> None:
         now = time.monotonic()
@@ -254,6 +254,9 @@ class Connection:
         if claims.user.id != self.user.id:
             raise Forbidden("a refreshed token must be for the same user")
         self._claims = claims
+        # The role comes fresh from the database with each refresh: a demoted
+        # admin's socket stops acting as an admin.
+        self.user = claims.user
         self._expired_at = None
         return {"type": "refreshed", "rid": msg.rid, "expires_at": iso_from_unix(claims.expires_at)}
 
@@ -264,7 +267,9 @@ class Connection:
                 frame = await self._out.get()
                 await self.ws.send_text(frame)
         except (WebSocketDisconnect, RuntimeError, OSError):
-            self.close_soon(1006, "send failed")
+            # 1006 is reserved for "closed without a close frame" and is never
+            # sent; the transport failed, so the server ends the connection.
+            self.close_soon(1011, "send failed")
         except asyncio.CancelledError:
             raise
 
@@ -304,7 +309,7 @@ class Connection:
         # Drain what is already queued (best effort) so the last error frame
         # reaches the client before the close.
         with contextlib.suppress(Exception):
-            while not self._out.empty() and code not in (1008, 1006):
+            while not self._out.empty() and code not in (1008, 1011):
                 await asyncio.wait_for(self.ws.send_text(self._out.get_nowait()), 1.0)
         with contextlib.suppress(Exception):
             await self.ws.close(code=code, reason=reason[:120])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from collab.access import can_write
-from collab.errors import Forbidden, Locked, NotFound, Unavailable
+from collab.errors import BadRequest, Forbidden, Locked, NotFound, Unavailable
 from collab.leases.base import LeaseView
 from collab.messages import Rid, encode
 from collab.types import LockState, LossReason, User
@@ -72,26 +72,43 @@ class Tokens:
 
     # -- acquire -----------------------------------------------------------------
     async def acquire(self, peer: Peer, note_id: str, wait: bool, rid: Rid) -> dict[str, Any]:
-        access = await self.hub.access_for(peer, note_id)
-        if not can_write(access) or peer.user.role == "guest":
+        # Rule 2: write access is read from the store at every acquire, never
+        # from the socket's cache or from an access event that may be lost.
+        if not can_write(await self.hub.current_access(peer.user, note_id)):
             raise Forbidden("you cannot write to this note")
         if time.monotonic() < self.paused_until:
             left = self.paused_until - time.monotonic()
             raise Unavailable(f"token grants are paused after a lock-service reset ({left:.1f}s)")
-        outcome = await self._try(peer.session, peer.user, note_id, wait)
-        if outcome[0] == "granted":
-            self._forget_wait(peer.session, note_id)
-            return {"type": "granted", "rid": rid, "note": note_id, "fence": outcome[1],
+        session = peer.session
+        if (session, note_id) in self._trying:
+            # A waiter attempt for this very note is under way: it answers
+            # with ``granted`` (carrying this rid) or keeps the place, so a
+            # second grant attempt here could only send ``granted`` twice.
+            entry = self.waiting.get(session, {}).get(note_id)
+            if entry is not None:
+                entry.rid = rid
+                return {"type": "queued", "rid": rid, "note": note_id, "position": 1}
+        self._trying.add((session, note_id))
+        try:
+            kind, value = await self._try(session, peer.user, note_id, wait)
+        finally:
+            self._trying.discard((session, note_id))
+        if kind == "granted":
+            self._forget_wait(session, note_id)
+            return {"type": "granted", "rid": rid, "note": note_id, "fence": value,
                     "ttl_ms": self.settings.lease_ttl_ms}  # fmt: skip
-        if outcome[0] == "queued":
-            entry = self.waiting.setdefault(peer.session, {}).get(note_id)
+        if kind == "queued":
+            entry = self.waiting.setdefault(session, {}).get(note_id)
             if entry is None:
-                self.waiting[peer.session][note_id] = Waiting(rid, peer.user)
+                self.waiting[session][note_id] = Waiting(rid, peer.user)
+                # The queue place belongs to the session (rule 9): a resume on
+                # any replica finds it through the registry.
+                await self.hub.registry.add_note(session, note_id)
             else:
                 entry.rid = rid  # the latest acquire's rid gets the deferred granted
             await self.hub.lock_changed(note_id, "queued")
-            self._schedule_retry(peer.session, note_id)
-            return {"type": "queued", "rid": rid, "note": note_id, "position": outcome[1]}
+            self._schedule_retry(session, note_id)
+            return {"type": "queued", "rid": rid, "note": note_id, "position": value}
         raise Locked()
 
     async def _try(self, session: str, user: User, note_id: str, wait: bool) -> tuple[str, int]:
@@ -105,44 +122,60 @@ class Tokens:
             if self.settings.fault_stall_after_grant_s:  # test-only fault window
                 await asyncio.sleep(self.settings.fault_stall_after_grant_s)
             try:
-                # Rule 1: a fresh grant counts only if it raises the fence. The
-                # database already at our value means Redis lost its counter
-                # (rule 8) and re-issued a fence someone may still hold.
-                floor = 0 if result.already else await self.store.get_fence(note_id)
-                stored = floor
-                if floor < result.fence:
-                    stored = await self.store.advance_fence(note_id, result.fence)
+                # The registry first: once the fence commits, a resume on any
+                # replica must find the token (rule 9). An entry for a grant
+                # that then fails is harmless: adoption checks the lease.
+                await self.hub.registry.add_note(session, note_id)
+                advance = await self.store.advance_fence(note_id, result.fence)
             except NotFound:
-                await self.leases.drop(note_id, session, result.fence)
+                await self._give_back(note_id, session, result.fence, user, keep_place=False)
                 raise
             except Exception:
-                # The grant never counted (rule 1): give the lease back at once.
-                await self._drop_quietly(note_id, session, result.fence)
+                # The grant never counted (rule 1): give the lease back at
+                # once, keeping a waiter's place at the head (rule 6).
+                await self._give_back(note_id, session, result.fence, user, keep_place=wait)
                 raise
-            if stored == result.fence and floor < result.fence:
-                # Also reached for an "already" grant we did not track (a lost
-                # reply, a resume): advancing again is a no-op in PostgreSQL.
+            if advance.raised:
                 await self._granted(session, user, note_id, result.fence)
                 return "granted", result.fence
-            # PostgreSQL is the authority: Redis lost its counter. Raise it and retry.
-            log.warning("fence counter behind database", extra={"note": note_id, "db": stored})
-            await self.leases.raise_fence(note_id, stored)
-            await self._drop_quietly(note_id, session, result.fence)
+            # Rule 1: the grant counts only if this statement raised the fence.
+            # Not raised means the counter is behind the database (Redis lost
+            # or evicted it, rule 8), or it is a grant made earlier whose
+            # commit we cannot prove was ours. PostgreSQL is the authority:
+            # raise the counter past it and grant again.
+            log.warning(
+                "fence counter behind database", extra={"note": note_id, "db": advance.fence}
+            )
+            await self.leases.raise_fence(note_id, advance.fence)
+            await self._give_back(note_id, session, result.fence, user, keep_place=wait)
         raise Unavailable("could not grant the token; retry")
 
-    async def _drop_quietly(self, note_id: str, session: str, fence: int) -> None:
+    async def _give_back(
+        self, note_id: str, session: str, fence: int, user: User, keep_place: bool
+    ) -> None:
         try:
-            await self.leases.drop(note_id, session, fence)
+            if keep_place:
+                await self.leases.give_back(note_id, session, fence, user)
+            else:
+                await self.leases.drop(note_id, session, fence)
         except Exception:  # the lease then simply expires
-            log.warning("could not drop refused grant", extra={"note": note_id})
+            log.warning("could not give back a refused grant", extra={"note": note_id})
 
     def _hold(self, session: str, note_id: str, fence: int) -> None:
         self.held.setdefault(session, {})[note_id] = Held(fence, time.monotonic() + self.ttl_s)
 
+    def _unhold(self, session: str, note_id: str) -> Held | None:
+        notes = self.held.get(session)
+        if notes is None:
+            return None
+        held = notes.pop(note_id, None)
+        if not notes:
+            del self.held[session]  # bounded by live holders, not by history
+        return held
+
     async def _granted(self, session: str, user: User, note_id: str, fence: int) -> None:
         self._hold(session, note_id, fence)
         self.metrics.grants.inc()
-        await self.hub.registry.add_note(session, note_id)
         # The audit row is best effort (hub.audit swallows failures) and the
         # grant already counted when advance_fence committed (rule 1): write
         # it off the hot path, saving one commit per grant.
@@ -193,7 +226,16 @@ class Tokens:
             if wait_ms > 0 or time.monotonic() < self.paused_until:
                 self._schedule_retry(session, note_id, wait_ms / 1000.0 + 0.01)
                 return
+            # Rule 2 at every waiter grant: a waiter whose write access went
+            # away while it waited (an event about it may have been lost) is
+            # dropped from the queue instead of being granted.
+            if not can_write(await self.hub.current_access(peer.user, note_id)):
+                await self.drop_waiter(session, note_id, "you can no longer write to this note")
+                return
             kind, value = await self._try(session, entry.user, note_id, True)
+        except NotFound:
+            await self.drop_waiter(session, note_id, "the note was deleted")
+            return
         except Exception:
             log.warning("waiter grant failed", extra={"note": note_id}, exc_info=True)
             self._schedule_retry(session, note_id)
@@ -204,6 +246,21 @@ class Tokens:
                               "fence": value, "ttl_ms": self.settings.lease_ttl_ms}))  # fmt: skip
         else:
             self._schedule_retry(session, note_id)
+
+    async def drop_waiter(self, session: str, note_id: str, why: str) -> None:
+        """Take ``session`` out of the note's queue for good and tell its
+        socket here, answering its pending ``acquire``."""
+        entry = self.waiting.get(session, {}).get(note_id)
+        self._forget_wait(session, note_id)
+        try:
+            await self.leases.leave_queue(note_id, session)
+            await self.hub.registry.remove_note(session, note_id)
+        except Exception:  # its liveness key then expires within one TTL
+            log.warning("could not drop a waiter", extra={"note": note_id})
+        peer = self.hub.peers.get(session)
+        if peer is not None:
+            peer.push(encode(Forbidden(why).wire(entry.rid if entry else None)))
+        await self.hub.lock_changed(note_id, "queue")
 
     async def wake_waiters(self, note_id: str) -> None:
         """A lock event for ``note_id``: let our waiters on it try now."""
@@ -237,60 +294,58 @@ class Tokens:
     ) -> dict[str, Any]:
         session = peer.session
         held = self.held.get(session, {}).get(note_id)
-        if held is not None and (fence is None or fence == held.fence):
+        if held is not None and fence is not None and fence != held.fence:
+            # Answering "released" here would leave a phantom hold: the lease
+            # stays ours and keeps being renewed.
+            raise BadRequest(
+                f"fence {fence} is not your token for this note (yours is {held.fence})"
+            )
+        if held is not None:
             await self.leases.release(note_id, session, held.fence)
-            self.held[session].pop(note_id, None)
-            await self.hub.registry.remove_note(session, note_id)
+            self._unhold(session, note_id)
             # Best-effort audit off the hot path: the waiter's hand-off need
             # not wait for this commit.
             self.hub.spawn(self.hub.audit(note_id, "released", session, peer.user.id, held.fence))
             self.hub.spawn(self.hub.edits.save_revision(note_id, peer.user.id))
-        elif held is None and fence is not None:
+        elif fence is not None:
             # A release for a lease this replica does not track (e.g. right
             # after a resume): still a compare-owner delete, so it is safe.
             await self.leases.release(note_id, session, fence)
         if note_id in self.waiting.get(session, {}):
             await self.leases.leave_queue(note_id, session)
             self._forget_wait(session, note_id)
+        await self.hub.registry.remove_note(session, note_id)
         await self.hub.lock_changed(note_id, "released")
         return {"type": "released", "rid": rid, "note": note_id}
 
-    async def release_all(self, session: str, user_id: str) -> None:
-        """A clean goodbye (close 1000/1001): hand every token over at once."""
-        for note_id, held in list(self.held.get(session, {}).items()):
-            try:
-                await self.leases.release(note_id, session, held.fence)
-                await self.hub.audit(note_id, "released", session, user_id, held.fence)
-                await self.hub.lock_changed(note_id, "released")
-            except Exception:
-                log.warning("release on close failed", extra={"note": note_id})
-        self.held.pop(session, None)
-        await self.leave_all_queues(session)
-
-    async def leave_all_queues(self, session: str) -> None:
+    def forget_waits(self, session: str) -> None:
+        """The session's socket here closed: stop polling for its queue
+        places here. They live on in the lease store for one TTL, for a
+        resume on any replica (rule 9); its leases stay tracked until renewed
+        elsewhere or expired, so an expiry is reported."""
         for note_id in list(self.waiting.get(session, {})):
-            try:
-                await self.leases.leave_queue(note_id, session)
-                await self.hub.lock_changed(note_id, "queue")
-            except Exception:
-                log.warning("leave queue failed", extra={"note": note_id})
             self._forget_wait(session, note_id)
 
     def forget_session(self, session: str) -> None:
-        """The session moved to another replica: stop tracking it here."""
+        """The session moved to another replica: nothing of it is ours."""
         self.held.pop(session, None)
-        for note_id in list(self.waiting.get(session, {})):
-            self._forget_wait(session, note_id)
+        self.forget_waits(session)
+
+    def adopt_wait(self, session: str, note_id: str, user: User) -> None:
+        """A resumed session's queue place, now served from this replica."""
+        if note_id not in self.waiting.get(session, {}):
+            self.waiting.setdefault(session, {})[note_id] = Waiting(None, user)
+        self.hub.spawn(self.try_waiter(session, note_id))
 
     # -- revoke / loss ----------------------------------------------------------------
     async def revoke(self, actor: User, note_id: str) -> int:
         """Fence the current holder out: the new fence is committed to
-        PostgreSQL before anyone is told (rule 5)."""
-        fence = await self.leases.revoke(note_id)
-        stored = await self.store.advance_fence(note_id, fence)
-        if stored > fence:
-            await self.leases.raise_fence(note_id, stored)
-            fence = stored
+        PostgreSQL before anyone is told (rule 5). The database fence always
+        moves, even when the lease counter is behind it (Redis lost it)."""
+        counter = await self.leases.revoke(note_id)
+        fence = await self.store.bump_fence(note_id, counter)
+        if fence > counter:
+            await self.leases.raise_fence(note_id, fence)
         self.metrics.revokes.inc()
         await self.hub.audit(note_id, "revoked", "", actor.id, fence, f"by {actor.name}")
         await self.hub.lock_changed(note_id, "revoked", fence=fence)
@@ -305,9 +360,9 @@ class Tokens:
             # replica and renewed there. Only a lease really gone is a loss.
             view = await self.leases.view(note_id)
             if getattr(view, "session", None) == session:
-                self.held[session].pop(note_id, None)
+                self._unhold(session, note_id)
                 return
-        self.held[session].pop(note_id, None)
+        self._unhold(session, note_id)
         counter = {"expired": self.metrics.expiries, "reset": self.metrics.resets}
         if reason in counter:
             counter[reason].inc()
@@ -359,6 +414,6 @@ class Tokens:
             for note_id in list(notes):
                 self.hub.spawn(self.try_waiter(session, note_id))
 
-    def adopt(self, session: str, note_id: str, fence: int) -> None:
+    def adopt_hold(self, session: str, note_id: str, fence: int) -> None:
         """A resumed session's live lease now served from this replica."""
         self._hold(session, note_id, fence)

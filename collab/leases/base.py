@@ -134,6 +134,22 @@ class LeaseStore(ABC):
         """Like ``release`` but for a grant PostgreSQL refused: no lock-delay."""
 
     @abstractmethod
+    async def give_back(self, note_id: str, session: str, fence: int, user: User) -> None:
+        """A grant the database refused or failed: delete the lease if it is
+        still ``session``'s with ``fence`` (no lock-delay follows) and put the
+        session back at the head of the queue, alive for one TTL, so a failed
+        grant never costs a waiter its place (rule 6)."""
+
+    @abstractmethod
+    async def forget_note(self, note_id: str) -> None:
+        """The note was deleted: remove every key of it (counter, queue, ...)."""
+
+    @abstractmethod
+    async def record_timeline(self, seen: int) -> int:
+        """Share the highest database timeline seen: store ``max(shared, seen)``
+        and return it (rule 10). A replica reads it before its first write."""
+
+    @abstractmethod
     async def leave_queue(self, note_id: str, session: str) -> bool:
         """Remove a waiter; True if it was queued."""
 

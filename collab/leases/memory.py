@@ -50,6 +50,7 @@ class MemoryLeaseStore(LeaseStore):
         self.lock_delay_ms = lock_delay_ms
         self._clock = clock
         self._notes: dict[str, _Note] = {}
+        self._timeline = 0
 
     async def start(self) -> None:
         return None
@@ -155,6 +156,22 @@ class MemoryLeaseStore(LeaseStore):
         note.lease = None
         note.last = None
         return True
+
+    async def give_back(self, note_id: str, session: str, fence: int, user: User) -> None:
+        now = self._clock()
+        note = self._note(note_id, now)
+        if self._owns(note, session, fence):
+            note.lease = None
+            note.last = None
+        note.queue.pop(session, None)
+        note.queue = {session: _Waiter(user, now + self.ttl_ms), **note.queue}
+
+    async def forget_note(self, note_id: str) -> None:
+        self._notes.pop(note_id, None)
+
+    async def record_timeline(self, seen: int) -> int:
+        self._timeline = max(self._timeline, seen)
+        return self._timeline
 
     async def leave_queue(self, note_id: str, session: str) -> bool:
         note = self._note(note_id, self._clock())

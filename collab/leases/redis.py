@@ -43,6 +43,7 @@ class RedisLeaseStore(LeaseStore):
         self.lock_delay_ms = lock_delay_ms
         self.prefix = prefix
         self.epoch_key = f"{prefix}:epoch"
+        self.timeline_key = f"{prefix}:db-timeline"
         self._redis = open_redis(url, options or RedisClientOptions())
         self._scripts = {
             name: self._redis.register_script(getattr(scripts, name))
@@ -56,6 +57,9 @@ class RedisLeaseStore(LeaseStore):
                 "RAISE_FENCE",
                 "VIEW",
                 "GRANTABLE_IN",
+                "GIVE_BACK",
+                "FORGET_NOTE",
+                "RECORD_TIMELINE",
             )
         }
         self._epoch: str | None = None
@@ -148,6 +152,23 @@ class RedisLeaseStore(LeaseStore):
             "RELEASE", [k.lease, k.holder, k.last, k.queue, k.waiter(session)], [session, fence]
         )
         return bool(ok)
+
+    async def give_back(self, note_id: str, session: str, fence: int, user: User) -> None:
+        k = LeaseKeys.of(self.prefix, note_id)
+        check_session(session)
+        await self._run(
+            "GIVE_BACK",
+            [k.lease, k.holder, k.last, k.queue, k.waiter(session)],
+            [session, fence, encode_user(user), self.ttl_ms],
+        )
+
+    async def forget_note(self, note_id: str) -> None:
+        k = LeaseKeys.of(self.prefix, note_id)
+        keys = [k.lease, k.fence, k.holder, k.last, k.queue, k.qseq]
+        await self._run("FORGET_NOTE", keys, [k.waiter_prefix])
+
+    async def record_timeline(self, seen: int) -> int:
+        return int(await self._run("RECORD_TIMELINE", [self.timeline_key], [int(seen)]))
 
     async def leave_queue(self, note_id: str, session: str) -> bool:
         k = LeaseKeys.of(self.prefix, note_id)

@@ -142,6 +142,51 @@ return 1
 """
 )
 
+# KEYS: lease holder last queue waiter   ARGV: session fence user_json ttl_ms
+# A grant that did not count (the database refused or failed it) goes back
+# without losing the waiter its place: the lease is deleted if still ours, no
+# lock-delay is left behind, and the session goes back to the head of the
+# queue with a fresh liveness key (rule 6: FIFO survives a failed grant).
+GIVE_BACK = (
+    _PRELUDE
+    + """
+local mine = owned_fence(redis.call('GET', KEYS[1]), ARGV[1])
+if mine and mine == tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+end
+local head = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+local score = 0
+if head[2] then score = tonumber(head[2]) - 1 end
+if head[1] ~= ARGV[1] then
+  redis.call('ZADD', KEYS[4], score, ARGV[1])
+end
+redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
+return 1
+"""
+)
+
+# KEYS: lease fence holder last queue qseq   ARGV: waiter_prefix
+# The note was deleted: none of its keys may outlive it (bounded Redis memory).
+FORGET_NOTE = """
+for _, s in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+  redis.call('DEL', ARGV[1] .. s)
+end
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+"""
+
+# KEYS: timeline   ARGV: seen
+# The highest database timeline any replica has seen, shared so that a replica
+# started after a failover refuses an old primary before its first write (rule 10).
+RECORD_TIMELINE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seen = tonumber(ARGV[1])
+if seen > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return seen
+end
+return current
+"""
+
 # KEYS: queue waiter   ARGV: session
 LEAVE_QUEUE = """
 local removed = redis.call('ZREM', KEYS[1], ARGV[1])

@@ -10,16 +10,19 @@ from collab.store.sqlite import SqliteStore
 __all__ = ["CommitResult", "LockEvent", "PostgresStore", "SqliteStore", "Store", "open_store"]
 
 
-async def open_store(settings: Settings) -> Store:
+async def open_store(settings: Settings, timeline_floor: int = 0) -> Store:
     """A connected store: PostgreSQL when ``database_url`` is set (plus a read
     pool on ``database_read_url`` if set), else SQLite at ``sqlite_path``
     (its parent directory is created). It does not migrate: callers run
     ``await store.migrate()`` (``migrate_on_start``, ``collab migrate``).
 
+    ``timeline_floor`` is the highest PostgreSQL timeline any replica has seen
+    (rule 10): a server on a lower one is refused from the first connection.
+
     Raises ``Unavailable`` when the database cannot be reached.
     """
     if settings.database_url:
-        return await PostgresStore(
+        store = PostgresStore(
             settings.database_url,
             read_url=settings.database_read_url,
             pool_min=settings.db_pool_min,
@@ -27,5 +30,7 @@ async def open_store(settings: Settings) -> Store:
             connect_timeout_s=settings.db_connect_timeout_s,
             command_timeout_s=settings.db_command_timeout_s,
             replica_retry_s=settings.db_replica_retry_s,
-        ).open()
+        )
+        store.pools.timeline = timeline_floor
+        return await store.open()
     return await SqliteStore(settings.sqlite_path, settings.sqlite_busy_timeout_ms).open()

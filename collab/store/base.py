@@ -2,10 +2,15 @@
 implement it with the same semantics; ``tests/store`` runs one contract suite
 against both.
 
-Safety rules kept here (architecture.md):
-  * rule 1: ``advance_fence`` only ever raises ``notes.fence`` (``fence < $t``).
-  * rule 2: ``commit_edit`` is one transaction requiring ``fence = N`` (equality)
-    and ``version = base``, plus an edit-log insert keyed by the client's op id.
+Safety rules kept here (docs/design.md):
+  * rule 1: ``advance_fence`` only ever raises ``notes.fence`` (``fence < $t``)
+    and says whether *this* statement raised it.
+  * rule 2: ``commit_edit`` is one transaction requiring ``fence = N`` (equality),
+    ``version = base`` and write access read from the stored role, owner and
+    grant, plus an edit-log insert keyed by the client's op id.
+  * rule 5: ``bump_fence`` always moves the fence (revoke).
+  * rule 10: after a failover to a new timeline every fence jumps by
+    ``FAILOVER_FENCE_STEP`` before the first write on that timeline.
 """
 
 from __future__ import annotations
@@ -39,6 +44,22 @@ class CommitResult:
     version: int
     duplicate: bool
     content: str
+
+
+# Rule 10: how far every fence jumps on a new database timeline. It must exceed
+# the number of grants of one note that an asynchronous failover can lose (the
+# WAL written after the standby's last replay); grants take a database commit
+# each, so a loss window of seconds holds thousands at most.
+FAILOVER_FENCE_STEP = 1 << 20
+
+
+@dataclass(frozen=True)
+class FenceAdvance:
+    """Outcome of ``advance_fence``: ``raised`` only when this statement set
+    ``notes.fence`` to the requested value; ``fence`` is the value after it."""
+
+    raised: bool
+    fence: int
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,17 @@ class Store(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    @property
+    def timeline(self) -> int:
+        """Highest database timeline this process has written on (rule 10);
+        0 for stores without failover."""
+        return 0
+
+    async def raise_timeline_floor(self, floor: int) -> None:
+        """Refuse, from now on, any database server on a timeline below
+        ``floor`` (another replica saw a failover). No-op without failover."""
+        return None
 
     @property
     def timeline_changes(self) -> int:
@@ -161,12 +193,19 @@ class Store(ABC):
 
     # -- write token and edits --------------------------------------------------
     @abstractmethod
-    async def advance_fence(self, note_id: str, fence: int) -> int:
+    async def advance_fence(self, note_id: str, fence: int) -> FenceAdvance:
         """``UPDATE notes SET fence=$fence WHERE id=$note AND fence<$fence``.
 
-        Returns the fence stored after the statement: equal to ``fence`` when
-        it advanced, the (higher or equal) current value otherwise. ``NotFound``
-        if the note does not exist."""
+        ``raised`` is True only if this statement moved the fence: a grant
+        counts only then (rule 1). Another statement that raised it to the
+        same value first makes this one ``raised=False``. ``NotFound`` if the
+        note does not exist."""
+
+    @abstractmethod
+    async def bump_fence(self, note_id: str, at_least: int) -> int:
+        """Set ``notes.fence`` to ``max(fence + 1, at_least)`` and return it: the
+        fence always moves, so whoever held the old value is shut out (rule 5),
+        even when the lease service's counter is behind the database."""
 
     @abstractmethod
     async def get_fence(self, note_id: str) -> int:
@@ -190,11 +229,14 @@ class Store(ABC):
           2. ``op`` already in the edit log for this note: same payload ->
              ``CommitResult(original_version, duplicate=True)``; different
              payload -> ``BadRequest``;
-          3. ``notes.fence != fence`` -> ``Fenced``;
-          4. ``notes.version != base`` -> ``Stale(version=current)``;
-          5. apply with ``collab.textops.apply_payload``; a range outside the
+          3. ``by`` may not write the note *now*, judged from the stored role,
+             owner and grant in the same transaction, never from a cache ->
+             ``Forbidden``;
+          4. ``notes.fence != fence`` -> ``Fenced``;
+          5. ``notes.version != base`` -> ``Stale(version=current)``;
+          6. apply with ``collab.textops.apply_payload``; a range outside the
              text -> ``BadRequest``; result over ``max_chars`` -> ``TooLarge``;
-          6. ``UPDATE notes SET content, version=version+1, updated_at WHERE
+          7. ``UPDATE notes SET content, version=version+1, updated_at WHERE
              id=$n AND fence=$fence AND version=$base`` and insert the edit-log
              row (note, version, op, payload, by, at) in the same transaction.
         """

@@ -4,7 +4,26 @@ with the same op id, decide in the documented order what happens."""
 
 from __future__ import annotations
 
-from collab.errors import BadRequest, Fenced, Stale
+from collab.access import can_write, note_access
+from collab.errors import BadRequest, Fenced, Forbidden, Stale
+from collab.types import Access, Grant, User, Visibility
+
+STORED_ROLES = ("admin", "user")
+
+
+def stored_writer_access(
+    user_id: str,
+    stored_role: str | None,
+    owner_id: str,
+    visibility: Visibility,
+    grant: Grant | None,
+) -> Access | None:
+    """The access ``user_id`` has to a note *now*, from the rows read in the
+    commit's own transaction: a user with no stored account is a guest. The
+    role carried by the socket is never trusted here (rule 2)."""
+    role = stored_role if stored_role in STORED_ROLES else "guest"
+    user = User(user_id, "", role)  # type: ignore[arg-type]
+    return note_access(user, owner_id, visibility, grant)
 
 
 def check_edit(
@@ -15,8 +34,9 @@ def check_edit(
     current_version: int,
     logged: tuple[int, str] | None,
     payload_hash: str,
+    access: Access | None,
 ) -> int | None:
-    """Run checks 2-4 of ``commit_edit`` (check 1, note missing, is the caller's).
+    """Run checks 2-5 of ``commit_edit`` (check 1, note missing, is the caller's).
 
     ``logged`` is ``(version, payload_hash)`` of an edit already logged under
     this op id. Returns that original version for an idempotent retry (same
@@ -27,6 +47,8 @@ def check_edit(
         if original_hash == payload_hash:
             return original_version
         raise BadRequest("this op id was already used for a different edit")
+    if not can_write(access):
+        raise Forbidden("you cannot write to this note")
     # Rule 2: equality, not fence <= current. A lower fence is a stale token; a
     # higher one was never made durable by advance_fence, so it is not valid yet.
     if current_fence != fence:
@@ -37,9 +59,6 @@ def check_edit(
             version=current_version,
         )
     return None
-
-
-STORED_ROLES = ("admin", "user")
 
 
 def check_stored_role(role: str) -> None:

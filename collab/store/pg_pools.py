@@ -273,6 +273,19 @@ class PgPools:
             raise refused
         raise _unavailable(refused or OSError("no database host"))
 
+    async def raise_timeline_floor(self, floor: int) -> None:
+        """Another replica saw timeline ``floor``: refuse lower ones from now
+        on, and drop pooled connections that may point at the old primary."""
+        if floor <= self.timeline:
+            return
+        had = self.timeline
+        self.timeline = floor
+        if had:
+            self.timeline_changes += 1
+            log.warning("database timeline %d -> %d (seen by another replica)", had, floor)
+        if self._write is not None:
+            await self._write.expire_connections()
+
     async def observe_timeline(self, timeline: int) -> None:
         """Refuse a server on a lower timeline than seen before (rule 10: an
         old primary restarted after a failover must not take writes)."""

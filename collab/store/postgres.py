@@ -7,12 +7,15 @@ so all replicas stamp rows from one clock.
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 
+from collab.access import can_write
 from collab.errors import CollabError, Conflict, Fenced, NotFound
 from collab.store import rows
-from collab.store.base import CommitResult, LockEvent, Store
-from collab.store.checks import check_edit, check_stored_role
+from collab.store.base import FAILOVER_FENCE_STEP, CommitResult, FenceAdvance, LockEvent, Store
+from collab.store.checks import check_edit, check_stored_role, stored_writer_access
 from collab.store.migrator import migration_files
 from collab.store.pg_pools import PgPools
 from collab.textops import apply_payload
@@ -27,6 +30,8 @@ from collab.types import (
     UserRecord,
     Visibility,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_COMMAND_TIMEOUT_S = 30.0
@@ -58,6 +63,15 @@ SELECT (SELECT version FROM inserted) AS written,
        (SELECT payload_hash FROM logged) AS payload_hash
 """
 _REVISION = "note_id, version, title, content, by_id, created_at"
+# commit_edit's row lock, with what decides the writer's access right now.
+_LOCK_NOTE_FOR_EDIT = """
+SELECT n.version, n.fence, n.content, n.owner_id, n.visibility, u.role, a.access
+FROM notes n
+LEFT JOIN users u ON u.id = $2
+LEFT JOIN note_access a ON a.note_id = n.id AND a.user_id = $2
+WHERE n.id = $1
+FOR UPDATE OF n
+"""
 
 
 class PostgresStore(Store):
@@ -83,6 +97,8 @@ class PostgresStore(Store):
             command_timeout_s=command_timeout_s,
             replica_retry_s=replica_retry_s,
         )
+        # Highest timeline whose failover fence jump this process has seen done.
+        self._fenced_timeline = 0
 
     async def open(self) -> PostgresStore:
         await self.pools.open()
@@ -92,6 +108,9 @@ class PostgresStore(Store):
     def timeline(self) -> int:
         """Highest PostgreSQL timeline seen by a write connection (rule 10)."""
         return self.pools.timeline
+
+    async def raise_timeline_floor(self, floor: int) -> None:
+        await self.pools.raise_timeline_floor(floor)
 
     @property
     def timeline_changes(self) -> int:
@@ -279,20 +298,56 @@ class PostgresStore(Store):
         return [(rows.user_record(r), r["access"]) for r in found]
 
     # -- write token and edits --------------------------------------------------
-    async def advance_fence(self, note_id: str, fence: int) -> int:
+    async def advance_fence(self, note_id: str, fence: int) -> FenceAdvance:
         async with self.pools.transaction() as conn:
-            # Rule 1: only ever raise the fence.
+            await self._fence_new_timeline(conn)
+            # Rule 1: only ever raise the fence, and only a row this statement
+            # changed counts as raised.
             stored = await conn.fetchval(
                 "UPDATE notes SET fence = $2 WHERE id = $1 AND fence < $2 RETURNING fence",
                 note_id, fence,
             )  # fmt: skip
-            if stored is None:
-                # Not raised: report the current (>=) value. A fresh statement
-                # sees any concurrent raise that made our UPDATE skip the row.
-                stored = await conn.fetchval("SELECT fence FROM notes WHERE id = $1", note_id)
+            if stored is not None:
+                return FenceAdvance(raised=True, fence=int(stored))
+            # A fresh statement sees any concurrent raise that made ours skip the row.
+            current = await conn.fetchval("SELECT fence FROM notes WHERE id = $1", note_id)
+        if current is None:
+            raise NotFound("note not found")
+        return FenceAdvance(raised=False, fence=int(current))
+
+    async def bump_fence(self, note_id: str, at_least: int) -> int:
+        async with self.pools.transaction() as conn:
+            await self._fence_new_timeline(conn)
+            stored = await conn.fetchval(
+                "UPDATE notes SET fence = greatest(fence + 1, $2) WHERE id = $1 RETURNING fence",
+                note_id, at_least,
+            )  # fmt: skip
         if stored is None:
             raise NotFound("note not found")
         return int(stored)
+
+    async def _fence_new_timeline(self, conn: asyncpg.Connection) -> None:
+        """Rule 10: the first write on a timeline this database has not fenced
+        yet moves every fence up by ``FAILOVER_FENCE_STEP``. After an
+        asynchronous failover the newest WAL, fence advances included, may be
+        gone, so a fence that was stale on the old primary could be current
+        again here; after the jump none that was ever issued is. Once per
+        timeline for the whole deployment (the row), checked in the write's
+        own transaction so no edit can slip in before it."""
+        timeline = self.pools.timeline
+        if timeline <= self._fenced_timeline:
+            return
+        inserted = await conn.fetchval(
+            "INSERT INTO failover_fences (timeline) VALUES ($1)"
+            " ON CONFLICT DO NOTHING RETURNING timeline",
+            timeline,
+        )
+        if inserted is not None:
+            moved = await conn.execute(
+                "UPDATE notes SET fence = fence + $1 WHERE fence > 0", FAILOVER_FENCE_STEP
+            )
+            log.warning("new database timeline %d: fences moved (%s)", timeline, moved)
+        self._fenced_timeline = timeline
 
     async def get_fence(self, note_id: str) -> int:
         async with self.pools.primary() as conn:
@@ -313,17 +368,25 @@ class PostgresStore(Store):
     ) -> CommitResult:
         digest = rows.payload_hash(payload)
         async with self.pools.transaction() as conn:
+            await self._fence_new_timeline(conn)
             # Row lock: concurrent edits of one note queue here, so each one's
-            # checks see the previous one's committed result.
-            note = await conn.fetchrow(
-                "SELECT version, fence, content FROM notes WHERE id = $1 FOR UPDATE", note_id
-            )
+            # checks see the previous one's committed result. The writer's
+            # stored role and grant come with it: write access is decided here,
+            # in the commit's transaction, not from the socket's cache (rule 2).
+            note = await conn.fetchrow(_LOCK_NOTE_FOR_EDIT, note_id, by.id)
             if note is None:
                 raise NotFound("note not found")
             current_fence, current_version = int(note["fence"]), int(note["version"])
+            access = stored_writer_access(
+                by.id,
+                note["role"],
+                note["owner_id"],
+                note["visibility"],
+                rows.grant(note["access"]),
+            )
             text: str | None = None
             refused: CollabError | None = None
-            if (current_fence, current_version) == (fence, base):
+            if (current_fence, current_version) == (fence, base) and can_write(access):
                 try:
                     text = apply_payload(note["content"], payload, max_chars)
                 except CollabError as exc:
@@ -354,6 +417,7 @@ class PostgresStore(Store):
                 current_version=current_version,
                 logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
                 payload_hash=digest,
+                access=access,
             )
             if original is not None:
                 return CommitResult(original, duplicate=True, content=note["content"])

@@ -12,8 +12,8 @@ import sqlite3
 
 from collab.errors import Conflict, Fenced, NotFound
 from collab.store import rows
-from collab.store.base import CommitResult, LockEvent, Store
-from collab.store.checks import check_edit, check_stored_role
+from collab.store.base import CommitResult, FenceAdvance, LockEvent, Store
+from collab.store.checks import check_edit, check_stored_role, stored_writer_access
 from collab.store.migrator import migration_files, split_statements
 from collab.store.sqlite_db import DEFAULT_BUSY_TIMEOUT_MS, SqliteDb, execute, fetch_all, fetch_one
 from collab.textops import apply_payload
@@ -34,6 +34,13 @@ _NOTE = "id, owner_id, title, content, visibility, version, fence, created_at, u
 _NOTE_N = ", ".join(f"n.{c.strip()}" for c in _NOTE.split(","))
 _EDIT = "note_id, version, op, payload, by_id, by_name, by_role, at"
 _REVISION = "note_id, version, title, content, by_id, created_at"
+# commit_edit's note row, with what decides the writer's access right now.
+_NOTE_FOR_EDIT = """
+SELECT n.version, n.fence, n.content, n.owner_id, n.visibility,
+       (SELECT role FROM users WHERE id = ?) AS role,
+       (SELECT access FROM note_access WHERE note_id = n.id AND user_id = ?) AS access
+FROM notes n WHERE n.id = ?
+"""
 
 
 class SqliteStore(Store):
@@ -239,15 +246,27 @@ class SqliteStore(Store):
         return [(rows.user_record(r), r["access"]) for r in found]
 
     # -- write token and edits --------------------------------------------------
-    async def advance_fence(self, note_id: str, fence: int) -> int:
+    async def advance_fence(self, note_id: str, fence: int) -> FenceAdvance:
         async with self.db.write() as conn:
-            # Rule 1: only ever raise the fence.
-            await execute(
+            # Rule 1: only ever raise the fence, and only a row this statement
+            # changed counts as raised.
+            raised = await fetch_one(
                 conn,
-                "UPDATE notes SET fence = ? WHERE id = ? AND fence < ?",
+                "UPDATE notes SET fence = ? WHERE id = ? AND fence < ? RETURNING fence",
                 [fence, note_id, fence],
             )
-            row = await fetch_one(conn, "SELECT fence FROM notes WHERE id = ?", [note_id])
+            row = raised or await fetch_one(conn, "SELECT fence FROM notes WHERE id = ?", [note_id])
+        if row is None:
+            raise NotFound("note not found")
+        return FenceAdvance(raised=raised is not None, fence=int(row["fence"]))
+
+    async def bump_fence(self, note_id: str, at_least: int) -> int:
+        async with self.db.write() as conn:
+            row = await fetch_one(
+                conn,
+                "UPDATE notes SET fence = max(fence + 1, ?) WHERE id = ? RETURNING fence",
+                [at_least, note_id],
+            )
         if row is None:
             raise NotFound("note not found")
         return int(row["fence"])
@@ -273,9 +292,7 @@ class SqliteStore(Store):
         # BEGIN IMMEDIATE (in db.write) is SQLite's "lock the note row": no
         # other write can run between these checks and the update.
         async with self.db.write() as conn:
-            note = await fetch_one(
-                conn, "SELECT version, fence, content FROM notes WHERE id = ?", [note_id]
-            )
+            note = await fetch_one(conn, _NOTE_FOR_EDIT, [by.id, by.id, note_id])
             if note is None:
                 raise NotFound("note not found")
             logged = await fetch_one(
@@ -290,6 +307,14 @@ class SqliteStore(Store):
                 current_version=int(note["version"]),
                 logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
                 payload_hash=digest,
+                # Rule 2: write access from the stored rows, in this transaction.
+                access=stored_writer_access(
+                    by.id,
+                    note["role"],
+                    note["owner_id"],
+                    note["visibility"],
+                    rows.grant(note["access"]),
+                ),
             )
             if original is not None:
                 return CommitResult(original, duplicate=True, content=note["content"])

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from collab.errors import BadRequest, CollabError, Fenced, NotFound, Stale, TooLarge
 from collab.store import PostgresStore, SqliteStore, Store
+from collab.store.base import FenceAdvance
 from collab.types import Change, EditPayload, User
 from tests.support.services import create_database, drop_database
 
@@ -86,13 +87,15 @@ class Model:
 async def run_sequence(store: Store, initial: str, steps: list[Step]) -> None:
     owner = (await store.create_user("p" + uuid.uuid4().hex[:12], "not-a-hash", "user")).user()
     note = await store.create_note(owner.id, "prop", initial, "private")
-    assert await store.advance_fence(note.id, 1) == 1
+    assert (await store.advance_fence(note.id, 1)).fence == 1
     model = Model(initial)
     sent: list[tuple[str, EditPayload]] = []
     for kind, fence_pick, base_pick, op_pick, index, payload in steps:
         if kind == "advance":
             target = model.fence + (index % 3) - 1  # lower, equal or higher: only raises
-            assert await store.advance_fence(note.id, target) == max(model.fence, target)
+            advance = await store.advance_fence(note.id, target)
+            expected = FenceAdvance(raised=target > model.fence, fence=max(model.fence, target))
+            assert advance == expected
             model.fence = max(model.fence, target)
             continue
         fence = {"current": model.fence, "stale": model.fence - 1, "future": model.fence + 1}

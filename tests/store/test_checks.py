@@ -1,4 +1,4 @@
-"""The shared decision of ``commit_edit`` (checks 2-4), exhaustively: both
+"""The shared decision of ``commit_edit`` (checks 2-5), exhaustively: both
 stores also guard the UPDATE in SQL, so the store-level tests alone could not
 tell a broken check here from a working one."""
 
@@ -6,15 +6,38 @@ from __future__ import annotations
 
 import pytest
 
-from collab.errors import BadRequest, Fenced, Stale
-from collab.store.checks import check_edit
+from collab.errors import BadRequest, Fenced, Forbidden, Stale
+from collab.store.checks import check_edit, stored_writer_access
+from collab.types import Access
 
 
-def decide(fence: int, base: int, logged: tuple[int, str] | None = None) -> int | None:
+def decide(
+    fence: int, base: int, logged: tuple[int, str] | None = None, access: Access | None = "write"
+) -> int | None:
     return check_edit(
         fence=fence, base=base, current_fence=5, current_version=9, logged=logged,
-        payload_hash="h",
+        payload_hash="h", access=access,
     )  # fmt: skip
+
+
+def test_only_writers_pass_after_the_duplicate_check() -> None:
+    for access in ("write", "admin"):
+        assert decide(5, 9, access=access) is None
+    for refused in ("read", None):
+        with pytest.raises(Forbidden):
+            decide(5, 9, access=refused)
+        # A retry of an op that committed while it could still write is acked.
+        assert decide(5, 9, logged=(3, "h"), access=refused) == 3
+
+
+def test_access_comes_from_the_stored_rows() -> None:
+    assert stored_writer_access("u", "user", "u", "private", None) == "admin"  # owner
+    assert stored_writer_access("u", "user", "o", "private", "write") == "write"
+    assert stored_writer_access("u", "user", "o", "public", "read") == "read"
+    assert stored_writer_access("u", "admin", "o", "private", None) == "admin"
+    # No stored account: a guest, who never writes, whatever the grant says.
+    assert stored_writer_access("u", None, "u", "public", "write") == "read"
+    assert stored_writer_access("u", None, "o", "private", "write") is None
 
 
 def test_applies_only_on_equal_fence_and_current_base() -> None:

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from collab.errors import BadRequest, Fenced, NotFound, Stale, TooLarge
+from collab.errors import BadRequest, Fenced, Forbidden, NotFound, Stale, TooLarge
 from collab.store import Store
+from collab.store.base import FenceAdvance
 from collab.types import Change, EditPayload, User
 from tests.store.helpers import insert, make_note, make_user
 
@@ -18,7 +19,7 @@ async def _ready(store: Store, content: str = "hello") -> tuple[User, str]:
     """An owner and a note whose fence is 1."""
     owner = await make_user(store, "writer")
     note = await make_note(store, owner, content)
-    assert await store.advance_fence(note.id, 1) == 1
+    assert (await store.advance_fence(note.id, 1)).fence == 1
     return owner, note.id
 
 
@@ -26,11 +27,13 @@ async def test_advance_fence_only_increases(store: Store) -> None:
     owner = await make_user(store, "o")
     note = await make_note(store, owner)
     assert await store.get_fence(note.id) == 0
-    assert await store.advance_fence(note.id, 5) == 5
-    assert await store.advance_fence(note.id, 3) == 5  # lower: unchanged, current returned
-    assert await store.advance_fence(note.id, 5) == 5  # equal: unchanged
+    assert await store.advance_fence(note.id, 5) == FenceAdvance(raised=True, fence=5)
+    # lower: unchanged, current returned
+    assert await store.advance_fence(note.id, 3) == FenceAdvance(raised=False, fence=5)
+    # equal: unchanged, and not raised by this call (rule 1: it must not count)
+    assert await store.advance_fence(note.id, 5) == FenceAdvance(raised=False, fence=5)
     assert await store.get_fence(note.id) == 5
-    assert await store.advance_fence(note.id, 6) == 6
+    assert await store.advance_fence(note.id, 6) == FenceAdvance(raised=True, fence=6)
     assert (await store.get_note(note.id)).fence == 6  # type: ignore[union-attr]
     with pytest.raises(NotFound):
         await store.advance_fence("0" * 32, 1)
@@ -180,13 +183,14 @@ async def test_edits_since(store: Store) -> None:
         await store.edits_since("0" * 32, 0, 10)
 
 
-async def test_edit_by_a_guest_is_logged_without_an_account(store: Store) -> None:
-    """The log copies the author (guests are never stored)."""
+async def test_an_author_without_an_account_never_writes(store: Store) -> None:
+    """Guests are never stored, so the commit finds no role for them: refused,
+    and nothing is logged."""
     _, note_id = await _ready(store, "")
     ghost = User("g" * 32, "visitor", "guest")
-    await store.commit_edit(note_id, 1, 0, "op-g", insert(0, "x"), ghost, MAX)
-    [edit] = await store.edits_since(note_id, 0, 10) or []
-    assert edit.by == ghost
+    with pytest.raises(Forbidden):
+        await store.commit_edit(note_id, 1, 0, "op-g", insert(0, "x"), ghost, MAX)
+    assert await store.edits_since(note_id, 0, 10) == []
 
 
 async def test_concurrent_commits_on_one_base_exactly_one_wins(store: Store) -> None:
@@ -230,3 +234,32 @@ async def test_concurrent_chained_commits_keep_versions_consecutive(store: Store
     assert len({e.op for e in edits}) == 20
     note = await store.get_note(note_id)
     assert note is not None and sorted(note.content) == sorted("abcd" * 5)
+
+
+async def test_bump_fence_always_moves_the_fence(store: Store) -> None:
+    owner = await make_user(store, "bumper")
+    note = await make_note(store, owner)
+    await store.advance_fence(note.id, 4)
+    assert await store.bump_fence(note.id, 2) == 5  # a counter behind still moves it
+    assert await store.bump_fence(note.id, 9) == 9
+    with pytest.raises(NotFound):
+        await store.bump_fence("0" * 32, 1)
+
+
+async def test_only_current_writers_commit(store: Store) -> None:
+    owner = await make_user(store, "owner-w")
+    writer = await make_user(store, "writer-w")
+    note = await make_note(store, owner, "")
+    await store.set_access(note.id, writer.id, "write")
+    await store.advance_fence(note.id, 1)
+    await store.commit_edit(note.id, 1, 0, "op1", insert(0, "a"), writer, 100)
+    await store.set_access(note.id, writer.id, "read")
+    with pytest.raises(Forbidden):
+        await store.commit_edit(note.id, 1, 1, "op2", insert(0, "b"), writer, 100)
+    # A retry of the op that committed while it could write is still acked.
+    again = await store.commit_edit(note.id, 1, 0, "op1", insert(0, "a"), writer, 100)
+    assert again.duplicate and again.version == 1
+    # A guest has no stored account, so never write access.
+    guest = User("g" + writer.id[1:], "guest", "guest")
+    with pytest.raises(Forbidden):
+        await store.commit_edit(note.id, 1, 1, "op3", insert(0, "c"), guest, 100)

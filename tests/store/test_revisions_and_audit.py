@@ -14,6 +14,7 @@ async def test_save_revision_is_idempotent_per_version(store: Store) -> None:
     owner = await make_user(store, "o")
     editor = await make_user(store, "e")
     note = await make_note(store, owner, "a")
+    await store.set_access(note.id, editor.id, "write")
     await store.advance_fence(note.id, 1)
     await store.commit_edit(note.id, 1, 0, "op-1", insert(1, "b"), editor, MAX)
     saved = await store.save_revision(note.id, editor.id)

@@ -1,0 +1,44 @@
+"""Edit delivery per viewer: consecutive versions, whatever the bus loses and
+whoever subscribes in between (rule 7)."""
+
+from __future__ import annotations
+
+from tests.core.cluster import Cluster, settle, type_into, until
+
+
+async def test_a_new_subscriber_does_not_make_other_viewers_skip_edits(cluster: Cluster) -> None:
+    h0, h1 = cluster.hubs
+    owner = await cluster.user()
+    note = await cluster.note(owner, "public")
+    writer = await cluster.connect(h0, owner)
+    fence = (await h0.tokens.acquire(writer, note.id, False, 1))["fence"]
+    early = await cluster.connect(h1, await cluster.user())
+    await h1.subscribe(early, note.id, 1)
+    cluster.buses[1].partition()  # h1 misses the next events
+    await type_into(h0, writer, note.id, fence, 0, "a")
+    await type_into(h0, writer, note.id, fence, 1, "b")
+    late = await cluster.connect(h1, await cluster.user())
+    await h1.subscribe(late, note.id, 1)  # its snapshot is at version 2
+    cluster.buses[1].heal()
+    await settle()
+    await type_into(h0, writer, note.id, fence, 2, "c")
+    await until(lambda: 3 in early.versions(note.id))
+    assert early.versions(note.id) == [1, 2, 3]
+    await until(lambda: 3 in late.versions(note.id))
+    assert late.versions(note.id) == [3]
+
+
+async def test_sync_and_live_pushes_never_repeat_or_reorder(cluster: Cluster) -> None:
+    h0, h1 = cluster.hubs
+    owner = await cluster.user()
+    note = await cluster.note(owner, "public")
+    writer = await cluster.connect(h0, owner)
+    fence = (await h0.tokens.acquire(writer, note.id, False, 1))["fence"]
+    viewer = await cluster.connect(h1, await cluster.user())
+    await h1.subscribe(viewer, note.id, 1)
+    for base in range(10):
+        await type_into(h0, writer, note.id, fence, base, "x")
+        if base % 3 == 0:
+            await h1.edits.sync(viewer, note.id, viewer.subs[note.id], base)
+    await until(lambda: 10 in viewer.versions(note.id))
+    assert viewer.versions(note.id) == list(range(1, 11))
