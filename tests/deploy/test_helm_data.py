@@ -134,6 +134,7 @@ class _Postgres:
         self.port = free_port()
         self.data = data
         self.env = env | {"PGPORT": str(self.port), "PGHOST": "127.0.0.1"}
+        self.superuser_password = Path(env["POSTGRES_PASSWORD_FILE"]).read_text()
         overrides = ["listen_addresses=127.0.0.1", f"port={self.port}", "fsync=off",
                      f"unix_socket_directories={data.parent}"]  # fmt: skip
         cmd = [str(PG_BIN / "postgres"), "-D", str(data)]
@@ -158,7 +159,7 @@ class _Postgres:
         self, query: str, user: str = "postgres", password: str = "", db: str = "postgres"
     ) -> str:
         """Runs ``query`` over TCP (the superuser by default)."""
-        env = self.env | {"PGPASSWORD": password or self.env["POSTGRES_PASSWORD"]}
+        env = self.env | {"PGPASSWORD": password or self.superuser_password}
         done = _run([str(PG_BIN / "psql"), "-U", user, "-d", db, "-tAc", query], env, 20)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
@@ -202,9 +203,16 @@ def test_postgres_scripts_build_a_synchronous_standby(pg_root: Path) -> None:
     for name, text in scripts.items():
         (pg_root / name).write_text(text)
     (pg_root / "hosts").write_text("127.0.0.1 pg-0.hl pg-1.hl localhost\n")
-    secrets = {"POSTGRES_PASSWORD": "superpw", "REPLICATION_PASSWORD": "replpw"}
-    env = dict(os.environ) | secrets | {"POSTGRES_USER": "postgres", "APP_USER": "collab",
-                                        "APP_DB": "collab", "APP_PASSWORD": "apppw"}  # fmt: skip
+    # The scripts read passwords from the mounted Secret's files only.
+    secret_files = {}
+    for name, value in (("POSTGRES", "superpw"), ("REPLICATION", "replpw"), ("APP", "apppw")):
+        path = pg_root / f"{name.lower()}-password"
+        path.write_text(value)
+        shutil.chown(path, "postgres", "postgres")
+        secret_files[f"{name}_PASSWORD_FILE"] = str(path)
+    env = dict(os.environ) | secret_files | {"POSTGRES_USER": "postgres", "APP_USER": "collab",
+                                             "APP_DB": "collab"}  # fmt: skip
+    assert not any(k in env for k in ("REPLICATION_PASSWORD", "APP_PASSWORD"))
     primary_dir = pg_root / "pg0" / "pgdata"
     (pg_root / "pw").write_text("superpw\n")
     initdb = [str(PG_BIN / "initdb"), "-D", str(primary_dir), "-U", "postgres",
@@ -303,7 +311,13 @@ def test_redis_config_and_start_command_run_on_real_redis(tmp_path: Path) -> Non
         c.replace("/etc/redis/redis.conf", str(tmp_path / "redis.conf"))
         for c in container["command"]
     ]
-    env = dict(os.environ) | {"REDIS_PASSWORD": "pw123"}
+    password_file = tmp_path / "redis-password"
+    password_file.write_text("pw123")
+    env = dict(os.environ) | {"REDIS_PASSWORD_FILE": str(password_file)}
+    env.pop("REDISCLI_AUTH", None)
+    # A missing password file stops the start instead of running without a password.
+    refused = _run(command, env | {"REDIS_PASSWORD_FILE": str(tmp_path / "missing")}, 10)
+    assert refused.returncode != 0
     proc = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,

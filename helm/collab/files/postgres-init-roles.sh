@@ -5,11 +5,16 @@
 #
 # synchronous_commit=local: no standby exists yet, so with synchronous replication
 # on a normal commit here would wait forever.
+#
+# The passwords are read from the files the Secret is mounted as
+# (REPLICATION_PASSWORD_FILE, APP_PASSWORD_FILE), never from the environment.
 set -eu
 export PGOPTIONS="-c synchronous_commit=local"
+replication_password="$(cat "$REPLICATION_PASSWORD_FILE")"
+app_password="$(cat "$APP_PASSWORD_FILE")"
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
-  -v replication_password="$REPLICATION_PASSWORD" \
-  -v app_user="$APP_USER" -v app_password="$APP_PASSWORD" -v app_db="$APP_DB" <<'SQL'
+  -v replication_password="$replication_password" \
+  -v app_user="$APP_USER" -v app_password="$app_password" -v app_db="$APP_DB" <<'SQL'
 CREATE ROLE replicator WITH REPLICATION LOGIN PASSWORD :'replication_password';
 CREATE ROLE :"app_user" WITH LOGIN PASSWORD :'app_password';
 CREATE DATABASE :"app_db" OWNER :"app_user";

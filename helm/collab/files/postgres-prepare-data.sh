@@ -12,8 +12,10 @@
 # standby by deleting its volume, never start as a second writer.
 #
 # Environment: PGDATA, POD_NAME, STS_NAME, HEADLESS (service domain), REPLICAS,
-# POSTGRES_PASSWORD, REPLICATION_PASSWORD.
+# POSTGRES_PASSWORD_FILE, REPLICATION_PASSWORD_FILE (the mounted Secret's files).
 set -eu
+POSTGRES_PASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"
+REPLICATION_PASSWORD="$(cat "$REPLICATION_PASSWORD_FILE")"
 
 ordinal="${POD_NAME##*-}"
 
