@@ -21,7 +21,7 @@ from collab.messages import NOTE_ID
 from collab.types import GRANTS, ROLES, VISIBILITIES, Access, Note, User, Visibility
 
 if TYPE_CHECKING:
-    from collab.app import Runtime
+    from collab.runtime import Runtime
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]

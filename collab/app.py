@@ -9,13 +9,13 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -23,16 +23,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from collab import api, openapi
-from collab.auth import Claims, LoginThrottle, TokenCodec, hash_password
+from collab.auth import hash_password
 from collab.bus import make_bus
-from collab.errors import CollabError, Internal, Unauthorized, Unavailable
+from collab.errors import CollabError, Internal, Unavailable
 from collab.hub import Hub
 from collab.leases import make_lease_store
 from collab.logs import request_id
 from collab.metrics import Metrics
 from collab.presence import make_presence_store
-from collab.protocol import KeyedBuckets, client_address
 from collab.registry import make_session_registry
+from collab.runtime import Runtime
 from collab.session import Connection
 from collab.settings import Settings
 from collab.store import open_store
@@ -43,90 +43,6 @@ log = logging.getLogger("collab.app")
 # Live runtimes of this process, so a SIGTERM handler can drain them.
 RUNTIMES: set[Runtime] = set()
 _DRAINS: set[asyncio.Task[None]] = set()
-
-
-class ConnectionSet:
-    """The live connections, also indexed by user id: the per-user socket
-    limit is checked on every hello, and a scan of all sockets there made
-    connecting quadratic (docs/benchmarks.md, capacity). A connection's user
-    id never changes (a role change keeps the id)."""
-
-    def __init__(self) -> None:
-        self._all: set[Connection] = set()
-        self._by_user: dict[str, set[Connection]] = {}
-
-    def add(self, conn: Connection) -> None:
-        self._all.add(conn)
-        self._by_user.setdefault(conn.user.id, set()).add(conn)
-
-    def discard(self, conn: Connection) -> None:
-        self._all.discard(conn)
-        mine = self._by_user.get(conn.user.id)
-        if mine is not None:
-            mine.discard(conn)
-            if not mine:
-                del self._by_user[conn.user.id]
-
-    def of_user(self, user_id: str) -> list[Connection]:
-        return list(self._by_user.get(user_id, ()))
-
-    def __iter__(self) -> Iterator[Connection]:
-        return iter(self._all)
-
-    def __len__(self) -> int:
-        return len(self._all)
-
-    def __contains__(self, conn: object) -> bool:
-        return conn in self._all
-
-
-class Runtime:
-    """Everything one app instance owns."""
-
-    def __init__(self, settings: Settings, store: Store, hub: Hub, metrics: Metrics) -> None:
-        self.settings = settings
-        self.store = store
-        self.hub = hub
-        self.registry = hub.registry
-        self.metrics = metrics
-        self.codec = TokenCodec(settings)
-        # Brute-force brakes: tight per account, looser per IP (NAT, shared offices).
-        self.account_throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_s)
-        self.ip_throttle = LoginThrottle(
-            settings.login_max_failures_per_ip, settings.login_lockout_s
-        )
-        self.connect_throttle = KeyedBuckets(
-            settings.connect_rate_per_ip_per_s, settings.connect_burst_per_ip
-        )
-        self.proxy_networks = settings.proxy_networks()
-        self.connections = ConnectionSet()
-
-    @property
-    def draining(self) -> bool:
-        return self.hub.draining
-
-    async def authenticate(self, token: str) -> Claims:
-        """Verify the JWT, then take the role from the database so a role
-        change applies to tokens issued before it."""
-        claims = self.codec.verify(token)
-        if claims.user.role == "guest":
-            if not self.settings.allow_guest:
-                raise Unauthorized("guest access is switched off")
-            return claims
-        record = await self.store.get_user(claims.user.id)
-        if record is None:
-            raise Unauthorized("unknown user")
-        return Claims(record.user(), claims.expires_at, claims.token_id)
-
-    def client_address(self, conn: HTTPConnection) -> str:
-        peer = conn.client.host if conn.client else "unknown"
-        return client_address(peer, conn.headers.get("x-real-ip"), self.proxy_networks)
-
-    def user_sockets(self, user_id: str) -> list[Connection]:
-        return self.connections.of_user(user_id)
-
-    async def drain(self) -> None:
-        await self.hub.drain()
 
 
 async def bootstrap_admin(settings: Settings, store: Store) -> None:

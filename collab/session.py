@@ -29,7 +29,7 @@ from collab.protocol import AbuseCounter, TokenBucket
 from collab.types import Access, User
 
 if TYPE_CHECKING:
-    from collab.app import Runtime
+    from collab.runtime import Runtime
 
 log = logging.getLogger("collab.session")
 

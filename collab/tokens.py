@@ -2,7 +2,7 @@
 and Redis-reset handling, for the sessions served by this replica.
 
 The lease (``collab.leases``) decides who should be writing; PostgreSQL's
-``notes.fence`` decides whose writes count (architecture.md). A grant is only
+``notes.fence`` decides whose writes count (docs/design.md). A grant is only
 reported after ``store.advance_fence`` committed it (rule 1).
 """
 

@@ -3,7 +3,7 @@ scripts; ``memory.py`` is the in-process twin for the embedded mode and fast
 tests. ``tests/leases`` runs one contract suite against both.
 
 A lease here only says who *should* be writing. Whose writes count is decided by
-PostgreSQL's ``notes.fence`` (architecture.md rules 1-2): a grant returned by
+PostgreSQL's ``notes.fence`` (docs/design.md, rules 1-2): a grant returned by
 ``try_acquire`` is not valid until the caller has advanced the PostgreSQL fence
 to it; if PostgreSQL holds a higher fence the caller calls ``raise_fence`` and
 ``drop`` and tries again.

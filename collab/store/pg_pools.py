@@ -1,5 +1,5 @@
 """PostgreSQL connection pools for ``PostgresStore``: the write pool on the
-primary, the optional read pool on a replica, and everything architecture.md
+primary, the optional read pool on a replica, and everything docs/design.md
 rule 10 asks of them.
 
 * Writes go to the primary only: the write pool connects with
@@ -32,7 +32,7 @@ from collab.errors import CollabError, Internal, Unavailable
 
 log = logging.getLogger(__name__)
 
-# The checkpoint's timeline (what the brief and toolbox.md name) lags a fresh
+# The checkpoint's timeline (pg_control_checkpoint) lags a fresh
 # promotion until the next checkpoint completes; the timeline of the WAL file
 # being written does not, so the higher of the two is taken. The WAL part
 # only exists on a primary, which is all the write pool ever connects to.

@@ -1,4 +1,4 @@
-"""Store-level sequence property (architecture.md rules 1-2): random runs of
+"""Store-level sequence property (docs/design.md, rules 1-2): random runs of
 ``commit_edit`` and ``advance_fence`` on a real store (SQLite in a temp dir,
 PostgreSQL in a fresh database) against a reference model. Valid and invalid
 ranges, stale bases, wrong fences, retried and reused op ids and too-large

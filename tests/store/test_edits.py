@@ -1,4 +1,4 @@
-"""Store contract: the fence and ``commit_edit`` (architecture.md rules 1-2)."""
+"""Store contract: the fence and ``commit_edit`` (docs/design.md, rules 1-2)."""
 
 from __future__ import annotations
 

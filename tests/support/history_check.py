@@ -1,5 +1,5 @@
 """The history checker: judges a ``History`` against the guarantees of the
-write token (architecture.md, "Failure model the tests exercise").
+write token (docs/design.md and docs/reliability.md).
 
 It does not import the server: it replays text itself and reasons only from
 frames, marks, the final database rows and two timing settings. Every "A

@@ -170,7 +170,7 @@ async def test_revoke_fences_holder(module_server: ServerProcess) -> None:
 
 async def test_expiry_hands_over_within_bound(module_server: ServerProcess) -> None:
     """A holder that stops heartbeating loses the token to a waiter within
-    TTL + lock-delay + 1 s (architecture.md failure model)."""
+    TTL + lock-delay + 1 s (docs/reliability.md)."""
     owner, w1 = await user_socket(module_server)
     note = await new_note(owner)
     _, w2 = await user_socket(module_server, Api(module_server.url, owner.token))

@@ -1,0 +1,79 @@
+"""Imports flow one way (docs/design.md, Layout): a module never imports a
+higher layer, and the pure layer never imports an event loop or a driver."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2] / "collab"
+
+# Lower number = lower layer. A module may import its own layer or lower ones.
+LAYERS: dict[str, int] = {
+    "types": 0, "errors": 0, "clock": 0,
+    "access": 1, "messages": 1, "protocol": 1, "textops": 1, "peer": 1,
+    "settings": 2, "logs": 2, "metrics": 2, "redis_client": 2,
+    "store": 3, "leases": 3, "presence": 3, "registry": 3, "bus": 3,
+    "tokens": 4, "edits": 4, "fanout": 4, "revocation": 4,
+    "hub": 5,
+    "auth": 2, "runtime": 6, "openapi": 7, "session": 7, "api": 7, "app": 8, "cli": 9,
+}  # fmt: skip
+PURE = {name for name, layer in LAYERS.items() if layer <= 1}
+FORBIDDEN_IN_PURE = {"asyncio", "starlette", "redis", "asyncpg", "aiosqlite", "uvicorn"}
+
+
+def _modules() -> dict[str, Path]:
+    return {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts): p
+        for p in ROOT.rglob("*.py")
+        if p.name != "__init__.py" or p.parent != ROOT
+    }
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module named by an import, including those under TYPE_CHECKING."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _top(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_every_module_has_a_layer() -> None:
+    missing = {_top(m) for m in _modules()} - set(LAYERS) - {"__init__", "__main__"}
+    assert not missing, f"give these modules a layer: {sorted(missing)}"
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    upward = []
+    for module, path in _modules().items():
+        own = LAYERS.get(_top(module))
+        if own is None:
+            continue
+        for name in _imports(path):
+            if not name.startswith("collab."):
+                continue
+            target = _top(name.removeprefix("collab."))
+            if target in LAYERS and LAYERS[target] > own:
+                upward.append(f"{module} -> {target}")
+    # The services still reach the hub for type annotations only; everything
+    # else must flow downward.
+    allowed = {f"{s} -> hub" for s in ("tokens", "edits", "fanout", "revocation")}
+    assert sorted(set(upward) - allowed) == []
+
+
+def test_pure_modules_import_no_event_loop_or_driver() -> None:
+    bad = []
+    for module, path in _modules().items():
+        if _top(module) not in PURE:
+            continue
+        for name in _imports(path):
+            if name.split(".")[0] in FORBIDDEN_IN_PURE:
+                bad.append(f"{module} imports {name}")
+    assert bad == []
