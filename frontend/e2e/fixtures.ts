@@ -50,8 +50,15 @@ export async function shot(page: Page, name: string, forDocs = false): Promise<v
   }
 }
 
+/** The CodeMirror editor's content element (role textbox, named "Note text"). */
 export function editor(page: Page) {
   return page.getByRole('textbox', { name: 'Note text' });
+}
+
+/** The editor is read-only: CodeMirror marks its content with aria-readonly. */
+export async function expectReadOnly(page: Page, readOnly = true): Promise<void> {
+  if (readOnly) await expect(editor(page)).toHaveAttribute('aria-readonly', 'true');
+  else await expect(editor(page)).not.toHaveAttribute('aria-readonly', 'true');
 }
 
 export function lockText(page: Page) {

@@ -55,7 +55,7 @@ test('two users on two replicas behind the gateway see live typing and the lock'
   await expect(lockText(b.page)).toHaveText(`${alice.user.name} is editing`);
   await editor(a.page).click();
   await editor(a.page).pressSequentially('typed on one replica, seen on the other', { delay: 20 });
-  await expect(editor(b.page)).toHaveValue('typed on one replica, seen on the other');
+  await expect(editor(b.page)).toHaveText('typed on one replica, seen on the other');
   await expect(a.page.getByTestId('save-state')).toHaveText('All changes saved');
 
   // Hand the token over: Bob gets it after Alice releases.

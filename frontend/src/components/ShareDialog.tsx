@@ -1,17 +1,63 @@
-/** Share a note: list grants, grant read or write to a user by name, remove a grant. */
+/**
+ * Share a note: list grants, grant read or write to a user by name, remove a grant. The
+ * name is looked up as it is typed (after a pause), so a typo shows before Share is pressed.
+ */
 import { useEffect, useRef, useState, type FormEvent } from 'react';
-import { errorText } from '../api/http';
-import type { AccessGrant, NoteSummary } from '../api/types';
+import { ApiError, errorText } from '../api/http';
+import type { AccessGrant, NoteSummary, UserBrief } from '../api/types';
 import { useServices } from '../services';
 
-export function ShareDialog({ note, onClose }: { note: NoteSummary; onClose: () => void }) {
+/** Pause in typing before the name is looked up. */
+export const LOOKUP_DEBOUNCE_MS = 300;
+
+type Lookup =
+  | { state: 'idle' }
+  | { state: 'checking'; name: string }
+  | { state: 'found'; name: string; user: UserBrief }
+  | { state: 'missing'; name: string }
+  | { state: 'failed'; name: string; message: string };
+
+export function ShareDialog({
+  note,
+  onClose,
+  onChanged,
+}: {
+  note: Pick<NoteSummary, 'id' | 'title'>;
+  onClose: () => void;
+  onChanged?: () => void;
+}) {
   const { api } = useServices();
   const [grants, setGrants] = useState<AccessGrant[] | null>(null);
   const [name, setName] = useState('');
   const [access, setAccess] = useState<'read' | 'write'>('read');
   const [error, setError] = useState<string | null>(null);
   const [version, setVersion] = useState(0);
+  const [lookup, setLookup] = useState<Lookup>({ state: 'idle' });
   const firstInput = useRef<HTMLInputElement>(null);
+  const wanted = name.trim();
+
+  // The lookup endpoint matches whole names: look the typed name up once typing pauses.
+  useEffect(() => {
+    if (!wanted) return;
+    let live = true;
+    const timer = setTimeout(() => {
+      setLookup({ state: 'checking', name: wanted });
+      api.lookupUser(wanted).then(
+        (user) => live && setLookup({ state: 'found', name: wanted, user }),
+        (err: unknown) =>
+          live &&
+          setLookup(
+            err instanceof ApiError && err.status === 404
+              ? { state: 'missing', name: wanted }
+              : { state: 'failed', name: wanted, message: errorText(err) },
+          ),
+      );
+    }, LOOKUP_DEBOUNCE_MS);
+    return () => {
+      live = false;
+      clearTimeout(timer);
+    };
+  }, [api, wanted]);
 
   useEffect(() => {
     let live = true;
@@ -36,6 +82,7 @@ export function ShareDialog({ note, onClose }: { note: NoteSummary; onClose: () 
       await action();
       setError(null);
       setVersion((v) => v + 1);
+      onChanged?.();
     } catch (err) {
       setError(errorText(err));
     }
@@ -43,14 +90,17 @@ export function ShareDialog({ note, onClose }: { note: NoteSummary; onClose: () 
 
   const add = (ev: FormEvent) => {
     ev.preventDefault();
-    const wanted = name.trim();
     if (!wanted) return;
+    const known = lookup.state === 'found' && lookup.name === wanted ? lookup.user : null;
     void run(async () => {
-      const user = await api.lookupUser(wanted);
+      const user = known ?? (await api.lookupUser(wanted));
       await api.grant(note.id, user.id, access);
       setName('');
+      setLookup({ state: 'idle' });
     });
   };
+
+  const current = wanted && lookup.state !== 'idle' && lookup.name === wanted ? lookup : null;
 
   return (
     <div className="dialog-backdrop">
@@ -59,7 +109,14 @@ export function ShareDialog({ note, onClose }: { note: NoteSummary; onClose: () 
         <form onSubmit={add} className="share-form">
           <label>
             User name
-            <input ref={firstInput} value={name} onChange={(e) => setName(e.target.value)} autoComplete="off" />
+            <input
+              ref={firstInput}
+              value={name}
+              onChange={(e) => setName(e.target.value)}
+              autoComplete="off"
+              aria-describedby="share-lookup"
+              aria-invalid={current?.state === 'missing'}
+            />
           </label>
           <label>
             Access
@@ -72,6 +129,12 @@ export function ShareDialog({ note, onClose }: { note: NoteSummary; onClose: () 
             Share
           </button>
         </form>
+        <p id="share-lookup" className="hint lookup" role="status" aria-live="polite" data-testid="share-lookup">
+          {current?.state === 'checking' && 'Looking up…'}
+          {current?.state === 'found' && `✓ ${current.user.name} found`}
+          {current?.state === 'missing' && `No such user: “${current.name}”`}
+          {current?.state === 'failed' && current.message}
+        </p>
         {error && (
           <p role="alert" className="error">
             {error}

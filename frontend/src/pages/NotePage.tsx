@@ -1,16 +1,24 @@
-/** The editor: live text, lock banner, presence, save state and kept drafts of one note. */
-import { useEffect, useLayoutEffect, useMemo, useRef, useSyncExternalStore } from 'react';
-import type { User } from '../api/types';
+/**
+ * The editor page: live text in CodeMirror with a rendered preview, the lock banner,
+ * presence, save state, kept drafts, and the owner's actions (rename, visibility, share).
+ */
+import { useCallback, useDeferredValue, useEffect, useMemo, useRef, useState, useSyncExternalStore, type FormEvent } from 'react';
+import { errorText } from '../api/http';
+import type { NoteDetail, User, Visibility } from '../api/types';
 import { DraftPanel } from '../components/DraftPanel';
 import { LockBanner } from '../components/LockBanner';
+import { MarkdownEditor } from '../components/MarkdownEditor';
 import { PresenceAvatars } from '../components/PresenceAvatars';
-import { codePointToUnit, transformPosition, unitToCodePoint } from '../lib/text';
+import { ShareDialog } from '../components/ShareDialog';
+import { renderMarkdown } from '../lib/markdown';
+import { askNotificationPermission, HandoffAlert } from '../realtime/handoffAlert';
 import type { LockAction } from '../realtime/lockView';
 import { NoteSession } from '../realtime/noteSession';
 import { addLeaveGuard, href, notePath } from '../router';
-import { useSocket } from '../services';
+import { useServices, useSocket } from '../services';
 
 const LEAVE_WARNING = 'You have edits that are not saved yet. Leave anyway?';
+const PREVIEW_KEY = 'collab.preview';
 
 const SAVE_TEXT = {
   saved: 'All changes saved',
@@ -18,17 +26,31 @@ const SAVE_TEXT = {
   unsaved: 'Changes not saved yet',
 } as const;
 
+function initialPreview(): boolean {
+  try {
+    return window.localStorage.getItem(PREVIEW_KEY) !== 'off';
+  } catch {
+    return true;
+  }
+}
+
 export function NotePage({ noteId, me }: { noteId: string; me: User }) {
   const socket = useSocket();
   const session = useMemo(() => new NoteSession(socket, noteId, me), [socket, noteId, me]);
   const state = useSyncExternalStore(session.subscribe, session.getState);
-  const textareaRef = useRef<HTMLTextAreaElement>(null);
-  const selection = useRef<{ text: string; start: number; end: number } | null>(null);
+  const handoff = useMemo(() => new HandoffAlert(), []);
+  const alerting = useSyncExternalStore(handoff.subscribe, handoff.isAlerting);
+  const [preview, setPreview] = useState(initialPreview);
 
   useEffect(() => {
     session.attach();
     return () => void session.detach();
   }, [session]);
+
+  useEffect(() => handoff.attach(), [handoff]);
+  useEffect(() => {
+    handoff.update(state.role, state.title);
+  }, [handoff, state.role, state.title]);
 
   // Warn before the page (or the route) is left with unsaved edits.
   useEffect(() => {
@@ -45,35 +67,23 @@ export function NotePage({ noteId, me }: { noteId: string; me: User }) {
     };
   }, [session]);
 
-  // Keep a viewer's caret on the same characters while remote edits arrive.
-  useLayoutEffect(() => {
-    const el = textareaRef.current;
-    const sel = selection.current;
-    if (!el || !sel || document.activeElement !== el || !state.remote.changes) return;
-    let start = unitToCodePoint(sel.text, sel.start);
-    let end = unitToCodePoint(sel.text, sel.end);
-    for (const change of state.remote.changes) {
-      start = transformPosition(start, change);
-      end = transformPosition(end, change);
-    }
-    el.setSelectionRange(codePointToUnit(el.value, start), codePointToUnit(el.value, end));
-    selection.current = { text: el.value, start: el.selectionStart, end: el.selectionEnd };
-  }, [state.remote]);
-
-  const rememberSelection = () => {
-    const el = textareaRef.current;
-    if (el) selection.current = { text: el.value, start: el.selectionStart, end: el.selectionEnd };
-  };
-
   const onAction = (action: LockAction) => {
+    if (action === 'wait') askNotificationPermission();
     if (action === 'acquire' || action === 'wait') void session.requestToken();
     else if (action === 'release' || action === 'leave-line') void session.release();
     else if (action === 'revoke' && window.confirm('Take the write token away from its holder?')) void session.revoke();
   };
 
-  useEffect(() => {
-    if (state.writable) textareaRef.current?.focus();
-  }, [state.writable]);
+  const togglePreview = () => {
+    setPreview((on) => {
+      try {
+        window.localStorage.setItem(PREVIEW_KEY, on ? 'off' : 'on');
+      } catch {
+        // Private mode without storage: the choice lasts for this page only.
+      }
+      return !on;
+    });
+  };
 
   if (state.error) {
     return (
@@ -95,6 +105,12 @@ export function NotePage({ noteId, me }: { noteId: string; me: User }) {
         <h1>{state.loaded ? state.title || 'Untitled' : 'Loading…'}</h1>
         <PresenceAvatars viewers={state.viewers} me={me} />
       </div>
+      {state.access === 'admin' && <NoteActions noteId={noteId} title={state.title} onRenamed={(t) => session.setTitle(t)} />}
+      {alerting && (
+        <p className="handoff" role="status" data-testid="handoff">
+          ✎ It is your turn: the write token was handed to you.
+        </p>
+      )}
       <LockBanner state={state} me={me} onAction={onAction} />
       {state.notice && (
         <div className="notice" role="alert">
@@ -108,29 +124,33 @@ export function NotePage({ noteId, me }: { noteId: string; me: User }) {
         <span data-testid="save-state" data-save={state.save}>
           {state.role === 'none' && state.save === 'saved' ? `Version ${state.version}` : SAVE_TEXT[state.save]}
         </span>
-        <a href={href(`${notePath(noteId)}/history`)}>History</a>
+        <span className="meta-links">
+          <button
+            type="button"
+            className="link"
+            aria-pressed={preview}
+            aria-controls="note-preview"
+            onClick={togglePreview}
+          >
+            <span aria-hidden="true">{preview ? '◉' : '○'} </span>Preview
+          </button>
+          <a href={href(`${notePath(noteId)}/history`)}>History</a>
+        </span>
       </div>
-      <label htmlFor="note-text" className="visually-hidden">
-        Note text
-      </label>
-      <textarea
-        id="note-text"
-        ref={textareaRef}
-        className="editor"
-        data-testid="editor"
-        value={state.text}
-        readOnly={!state.writable}
-        aria-readonly={!state.writable}
-        aria-describedby="editor-help"
-        spellCheck
-        onChange={(e) => session.setText(e.target.value)}
-        onSelect={rememberSelection}
-        onKeyUp={rememberSelection}
-        onMouseUp={rememberSelection}
-      />
+      <div className={preview ? 'editor-grid with-preview' : 'editor-grid'}>
+        <MarkdownEditor
+          text={state.text}
+          remote={state.remote}
+          writable={state.writable}
+          onChanges={(changes) => session.edit(changes)}
+          label="Note text"
+          describedBy="editor-help"
+        />
+        {preview && <Preview text={state.text} />}
+      </div>
       <p id="editor-help" className="hint">
         {state.writable
-          ? 'You hold the write token: others see your typing live.'
+          ? 'You hold the write token: others see your typing live. Markdown is supported.'
           : 'Read-only: the text updates live. Use the button above to edit.'}
       </p>
       {state.draft && (
@@ -142,5 +162,132 @@ export function NotePage({ noteId, me }: { noteId: string; me: User }) {
         />
       )}
     </main>
+  );
+}
+
+function Preview({ text }: { text: string }) {
+  // Rendering waits for a pause in a burst of keystrokes rather than slowing each one.
+  const deferred = useDeferredValue(text);
+  const html = useMemo(() => renderMarkdown(deferred), [deferred]);
+  return (
+    <section
+      id="note-preview"
+      className="preview"
+      aria-label="Preview"
+      data-testid="preview"
+      tabIndex={0}
+      // Sanitised by renderMarkdown (raw HTML off, DOMPurify on the output).
+      dangerouslySetInnerHTML={{ __html: html }}
+    />
+  );
+}
+
+/** Rename, visibility and sharing, for the note's owner and admins. */
+function NoteActions({ noteId, title, onRenamed }: { noteId: string; title: string; onRenamed: (title: string) => void }) {
+  const { api } = useServices();
+  const [detail, setDetail] = useState<NoteDetail | null>(null);
+  const [renaming, setRenaming] = useState(false);
+  const [draftTitle, setDraftTitle] = useState('');
+  const [sharing, setSharing] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [status, setStatus] = useState('');
+  const shareButton = useRef<HTMLButtonElement>(null);
+  const renameButton = useRef<HTMLButtonElement>(null);
+
+  useEffect(() => {
+    let live = true;
+    api.getNote(noteId).then(
+      (d) => live && setDetail(d),
+      (err: unknown) => live && setError(errorText(err)),
+    );
+    return () => {
+      live = false;
+    };
+  }, [api, noteId]);
+
+  const run = async (action: () => Promise<NoteDetail>, done: string) => {
+    try {
+      const updated = await action();
+      setDetail(updated);
+      setError(null);
+      setStatus(done);
+      return updated;
+    } catch (err) {
+      setError(errorText(err));
+      return null;
+    }
+  };
+
+  const rename = async (ev: FormEvent) => {
+    ev.preventDefault();
+    const next = draftTitle.trim() || 'Untitled';
+    const updated = await run(() => api.updateNote(noteId, { title: next }), `Renamed to “${next}”.`);
+    if (updated) onRenamed(updated.title);
+    setRenaming(false);
+    requestAnimationFrame(() => renameButton.current?.focus());
+  };
+
+  const visibility: Visibility | null = detail?.visibility ?? null;
+  const other: Visibility = visibility === 'public' ? 'private' : 'public';
+  const closeShare = useCallback(() => {
+    setSharing(false);
+    requestAnimationFrame(() => shareButton.current?.focus());
+  }, []);
+
+  return (
+    <div className="note-actions" aria-label="Note actions" role="group">
+      {renaming ? (
+        <form onSubmit={rename} className="rename">
+          <label htmlFor="note-rename">New title</label>
+          <input
+            id="note-rename"
+            value={draftTitle}
+            onChange={(e) => setDraftTitle(e.target.value)}
+            onKeyDown={(e) => e.key === 'Escape' && setRenaming(false)}
+            autoFocus
+            maxLength={200}
+          />
+          <button type="submit" className="primary">
+            Save
+          </button>
+          <button type="button" onClick={() => setRenaming(false)}>
+            Cancel
+          </button>
+        </form>
+      ) : (
+        <button
+          type="button"
+          ref={renameButton}
+          onClick={() => {
+            setDraftTitle(title);
+            setRenaming(true);
+          }}
+        >
+          Rename
+        </button>
+      )}
+      <button
+        type="button"
+        disabled={!visibility}
+        onClick={() => run(() => api.updateNote(noteId, { visibility: other }), `The note is ${other} now.`)}
+      >
+        {visibility ? `Make ${other}` : 'Visibility…'}
+      </button>
+      <span className="visibility" data-testid="visibility">
+        {visibility === 'public' ? 'Public' : visibility === 'private' ? 'Private' : ''}
+      </span>
+      <button type="button" ref={shareButton} onClick={() => setSharing(true)}>
+        Share
+      </button>
+      <span className="visually-hidden" role="status">
+        {status}
+      </span>
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      {sharing && <ShareDialog note={{ id: noteId, title }} onClose={closeShare} />}
+    </div>
   );
 }
