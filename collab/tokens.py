@@ -143,12 +143,25 @@ class Tokens:
             # or evicted it, rule 8), or it is a grant made earlier whose
             # commit we cannot prove was ours. PostgreSQL is the authority:
             # raise the counter past it and grant again.
+            # The counter can only fall behind by Redis losing it (rule 8), and
+            # then a holder's lease may have vanished with it: hold the note
+            # back for TTL + lock-delay on every replica, so that holder is
+            # not overtaken before it notices. The fence keeps it safe anyway.
             log.warning(
                 "fence counter behind database", extra={"note": note_id, "db": advance.fence}
             )
             await self.leases.raise_fence(note_id, advance.fence)
             await self._give_back(note_id, session, result.fence, user, keep_place=wait)
+            # After the give-back: a clean end clears any lock-delay.
+            await self.leases.hold_back(note_id, self._reset_pause_ms)
+            if wait:
+                return "queued", 1
+            raise Unavailable("token grants for this note are paused after a lock-service reset")
         raise Unavailable("could not grant the token; retry")
+
+    @property
+    def _reset_pause_ms(self) -> int:
+        return self.settings.lease_ttl_ms + self.settings.lock_delay_ms
 
     async def _give_back(
         self, note_id: str, session: str, fence: int, user: User, keep_place: bool

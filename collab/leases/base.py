@@ -28,6 +28,10 @@ from typing import Literal
 
 from collab.types import LockState, User
 
+# The lock-delay owner recorded by ``hold_back``: no session id looks like it,
+# so the pause applies to everyone.
+RESET_SESSION = "~reset"
+
 
 @dataclass(frozen=True)
 class AcquireResult:
@@ -139,6 +143,12 @@ class LeaseStore(ABC):
         still ``session``'s with ``fence`` (no lock-delay follows) and put the
         session back at the head of the queue, alive for one TTL, so a failed
         grant never costs a waiter its place (rule 6)."""
+
+    @abstractmethod
+    async def hold_back(self, note_id: str, pause_ms: int) -> None:
+        """No grant of the note for anyone during ``pause_ms``, on every
+        replica (the pause after a lost counter, rule 8). Waiters keep their
+        places; ``grantable_in_ms`` reports the pause."""
 
     @abstractmethod
     async def forget_note(self, note_id: str) -> None:

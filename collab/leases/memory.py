@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from collab.clock import Clock, steady_wall_clock_ms
-from collab.leases.base import AcquireResult, LeaseStore, LeaseView, QueueView
+from collab.leases.base import RESET_SESSION, AcquireResult, LeaseStore, LeaseView, QueueView
 from collab.leases.keys import iso_utc_ms
 from collab.types import User
 
@@ -165,6 +165,10 @@ class MemoryLeaseStore(LeaseStore):
             note.last = None
         note.queue.pop(session, None)
         note.queue = {session: _Waiter(user, now + self.ttl_ms), **note.queue}
+
+    async def hold_back(self, note_id: str, pause_ms: int) -> None:
+        note = self._note(note_id, self._clock())
+        note.last = (RESET_SESSION, self._clock() + pause_ms - self.lock_delay_ms)
 
     async def forget_note(self, note_id: str) -> None:
         self._notes.pop(note_id, None)

@@ -58,6 +58,7 @@ class RedisLeaseStore(LeaseStore):
                 "VIEW",
                 "GRANTABLE_IN",
                 "GIVE_BACK",
+                "HOLD_BACK",
                 "FORGET_NOTE",
                 "RECORD_TIMELINE",
             )
@@ -161,6 +162,10 @@ class RedisLeaseStore(LeaseStore):
             [k.lease, k.holder, k.last, k.queue, k.waiter(session)],
             [session, fence, encode_user(user), self.ttl_ms],
         )
+
+    async def hold_back(self, note_id: str, pause_ms: int) -> None:
+        k = LeaseKeys.of(self.prefix, note_id)
+        await self._run("HOLD_BACK", [k.last], [int(pause_ms), self.lock_delay_ms])
 
     async def forget_note(self, note_id: str) -> None:
         k = LeaseKeys.of(self.prefix, note_id)

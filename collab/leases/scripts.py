@@ -165,6 +165,21 @@ return 1
 """
 )
 
+# KEYS: last   ARGV: pause_ms lock_delay_ms
+# The note's counter was found behind the database (Redis lost it, rule 8):
+# no grant for anyone for ``pause_ms``, on every replica, so holders whose
+# leases vanished are not overtaken before they notice. Stored as a lock-delay
+# of a session id no client can have.
+HOLD_BACK = (
+    _PRELUDE
+    + """
+local now = now_ms()
+local pause, lock_delay = tonumber(ARGV[1]), tonumber(ARGV[2])
+remember_deadline(KEYS[1], '~reset', now + pause - lock_delay, pause)
+return 1
+"""
+)
+
 # KEYS: lease fence holder last queue qseq   ARGV: waiter_prefix
 # The note was deleted: none of its keys may outlive it (bounded Redis memory).
 FORGET_NOTE = """

@@ -223,3 +223,29 @@ async def test_per_note_state_is_dropped_when_nobody_is_subscribed(cluster: Clus
     assert h0.edits.lock_count == 0
     assert not h0.note_peers and not h0.note_version
     assert not h0.tokens.held and not h0.tokens.waiting
+
+
+async def test_the_pause_after_a_lost_counter_holds_on_every_replica(cluster: Cluster) -> None:
+    """Redis restarts empty while A holds the token through h0. h1 never
+    learns of the loss from its own epoch check; its first grant attempt finds
+    the counter behind the database and the pause then binds every replica."""
+    h0, h1 = cluster.hubs
+    owner = await cluster.user()
+    note = await cluster.note(owner)
+    admin1, admin2 = await cluster.user("admin"), await cluster.user("admin")
+    a = await cluster.connect(h0, owner)
+    fence = (await h0.tokens.acquire(a, note.id, False, 1))["fence"]
+    cluster.leases._notes.clear()  # Redis restarted empty
+    lost_at = asyncio.get_running_loop().time()
+    b = await cluster.connect(h1, admin1)
+    with pytest.raises(Unavailable):
+        await h1.tokens.acquire(b, note.id, False, 2)
+    c = await cluster.connect(h0, admin2)
+    assert (await h0.tokens.acquire(c, note.id, True, 3))["type"] == "queued"
+    await until(lambda: bool(c.of("granted")), 5.0)
+    waited = asyncio.get_running_loop().time() - lost_at
+    pause_s = (cluster.settings.lease_ttl_ms + cluster.settings.lock_delay_ms) / 1000
+    assert waited >= pause_s * 0.9
+    assert c.of("granted")[0]["fence"] > fence
+    with pytest.raises(Fenced):
+        await type_into(h0, a, note.id, fence, 0, "stale")
