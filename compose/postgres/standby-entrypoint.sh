@@ -3,10 +3,12 @@
 # the primary with `pg_basebackup -R`, which writes standby.signal and primary_conninfo;
 # afterwards it just starts PostgreSQL as a hot standby streaming from slot standby_1.
 # Runs as the `postgres` user (compose.yaml), because PostgreSQL refuses to run as root.
+# REPLICATION_PASSWORD is a shell variable only: PostgreSQL does not inherit it.
 set -eu
 : "${PGDATA:?PGDATA must be set}"
-: "${REPLICATION_PASSWORD:?set REPLICATION_PASSWORD in compose/.env}"
 PRIMARY_HOST="${PRIMARY_HOST:-postgres-primary}"
+# The password comes from the mounted secret file, not the environment.
+REPLICATION_PASSWORD="$(cat "${REPLICATION_PASSWORD_FILE:-/run/secrets/replication_password}")"
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "standby: cloning $PRIMARY_HOST with pg_basebackup -R"

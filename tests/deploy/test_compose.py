@@ -7,28 +7,45 @@ Docker cannot run here, so this checks what can be checked without it:
 - the resolved model: services, the shared replica definition, dependencies, secrets;
 - the environment the replicas get, against the app's own `Settings.from_env`;
 - the Dockerfiles' structure (stages, numeric non-root USER, HEALTHCHECK, CMD, no
-  secrets) with a small parser, since hadolint is not available.
+  secrets) with a small parser (hadolint and checkov run on them in tests/scan);
+- the data services' hardening, secrets as files, the app's least-privilege
+  PostgreSQL role and Redis's password, with the init scripts run on real binaries.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import re
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.services import free_port, wait_port
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "compose.yaml"
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
-SECRET_VARS = ("POSTGRES_PASSWORD", "REPLICATION_PASSWORD", "COLLAB_JWT_SECRET")
+SECRET_VARS = (
+    "POSTGRES_PASSWORD",
+    "DATABASE_PASSWORD",
+    "REPLICATION_PASSWORD",
+    "REDIS_PASSWORD",
+    "COLLAB_JWT_SECRET",
+)
+DATA_SERVICES = ("postgres-primary", "postgres-standby", "redis")
 REPLICAS = ("collab-1", "collab-2")
 SERVE_CMD = ["collab", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
@@ -137,7 +154,7 @@ def test_replicas_share_one_definition_and_differ_only_in_replica_id(
 
 def test_replica_environment_wires_the_backing_services(resolved: dict[str, Any]) -> None:
     env = resolved["services"]["collab-1"]["environment"]
-    password = example_env()["POSTGRES_PASSWORD"]
+    password = example_env()["DATABASE_PASSWORD"]
     assert env["COLLAB_DATABASE_URL"] == (
         f"postgresql://collab:{password}@postgres-primary:5432/collab"
         "?target_session_attrs=read-write"
@@ -145,7 +162,7 @@ def test_replica_environment_wires_the_backing_services(resolved: dict[str, Any]
     assert env["COLLAB_DATABASE_READ_URL"].startswith(
         f"postgresql://collab:{password}@postgres-standby:"
     )
-    assert env["COLLAB_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["COLLAB_REDIS_URL"] == f"redis://:{example_env()['REDIS_PASSWORD']}@redis:6379/0"
     assert env["COLLAB_JWT_SECRET"] == example_env()["COLLAB_JWT_SECRET"]
     assert env["COLLAB_MIGRATE_ON_START"] == "false"
     assert env["COLLAB_STATIC_DIR"] == "/app/static"
@@ -154,10 +171,19 @@ def test_replica_environment_wires_the_backing_services(resolved: dict[str, Any]
     assert float(stop_grace.removesuffix("s")) > grace, "SIGKILL would cut the drain short"
 
 
-def test_replica_environment_passes_the_apps_settings_validation(
-    resolved: dict[str, Any],
-) -> None:
-    env = resolved["services"]["collab-1"]["environment"]
+def test_replica_environment_passes_the_apps_settings_validation(tmp_path: Path) -> None:
+    """With the placeholders replaced by real secrets, as an operator does."""
+    lines = []
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and value.startswith(PLACEHOLDER_PREFIX):
+            value = secrets.token_hex(24)
+        lines.append(f"{key}{sep}{value}")
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+    proc = run_compose(tmp_path / ".env", "config", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    env = json.loads(proc.stdout)["services"]["collab-1"]["environment"]
+    assert not any(PLACEHOLDER_PREFIX in str(v) for v in env.values())
     # A subprocess from the repository root imports this checkout's collab package.
     check = (
         "import json, sys; from collab.settings import Settings; "
@@ -203,7 +229,7 @@ def test_standby_is_cloned_with_pg_basebackup_r(resolved: dict[str, Any]) -> Non
     script_mount = next(v for v in standby["volumes"] if v["target"] == standby["entrypoint"][-1])
     script = Path(script_mount["source"]).read_text()
     assert re.search(r"pg_basebackup\b[^\n]*(\\\n[^\n]*)*--write-recovery-conf", script)
-    primary_init = (COMPOSE_DIR / "postgres" / "primary-init-replication.sh").read_text()
+    primary_init = (COMPOSE_DIR / "postgres" / "primary-init-roles.sh").read_text()
     assert "REPLICATION LOGIN" in primary_init and "host replication replicator" in primary_init
 
 
@@ -246,23 +272,40 @@ def test_loadtest_profile_runs_locust_headless_against_the_gateway(
 
 
 def test_compose_file_holds_no_literal_secret() -> None:
-    """Every password, secret or credentialed URL is interpolated from compose/.env."""
+    """Every password, secret or credentialed URL comes from compose/.env, or is a
+    path to a mounted secret file."""
     raw = COMPOSE_FILE.read_text()
     secret_lines = re.findall(r"^\s*(\w*(?:PASSWORD|SECRET|_URL)\w*): (.*)$", raw, re.M)
-    assert len(secret_lines) >= 6
+    assert len(secret_lines) >= 10
     for key, value in secret_lines:
-        if "PASSWORD" in key or "SECRET" in key:
+        if key.endswith("_FILE"):
+            assert value.startswith("/run/secrets/"), key
+        elif "PASSWORD" in key or "SECRET" in key:
             assert value.startswith('"${'), f"{key} must come from compose/.env"
         elif "@" in value:  # a URL with credentials
-            assert "${POSTGRES_PASSWORD:?" in value, key
+            assert re.search(r"\$\{(DATABASE|REDIS)_PASSWORD:\?", value), key
+
+
+# Every secret in compose/.env.example is one of these. The server refuses to start
+# with any value containing the prefix, so a copied example cannot go live.
+PLACEHOLDER_PREFIX = "CHANGE_ME"
 
 
 def test_env_example_has_placeholders_for_every_required_variable() -> None:
     required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", COMPOSE_FILE.read_text()))
     assert required == set(SECRET_VARS)
     example = example_env()
-    for key in required | {"COLLAB_BOOTSTRAP_ADMIN_PASSWORD"}:
-        assert example[key].startswith("change-me"), key
+    for key in required:
+        assert example[key].startswith(PLACEHOLDER_PREFIX), key
+    placeholders = [v for v in example.values() if PLACEHOLDER_PREFIX in v]
+    assert len(placeholders) == len(set(placeholders)) == len(required)
+    assert len(example["COLLAB_JWT_SECRET"]) >= 32
+
+
+def test_env_example_has_no_admin_password_at_all() -> None:
+    example = example_env()
+    assert not any("ADMIN" in key for key in example), "no example admin account"
+    assert "ADMIN_PASSWORD=" not in ENV_EXAMPLE.read_text()
 
 
 def test_the_real_env_file_is_gitignored() -> None:
@@ -432,3 +475,226 @@ def test_every_copied_build_input_exists_in_the_repository() -> None:
         pytest.skip("frontend/ is not in this checkout yet")
     missing = sorted(s for s in _context_sources() if not (REPO / s).exists())
     assert not missing, f"docker build would fail: missing {missing}"
+
+
+# --- hardening, secrets and least privilege --------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*DATA_SERVICES, "migrate", *REPLICAS])
+def test_containers_are_hardened_like_the_chart(resolved: dict[str, Any], name: str) -> None:
+    service = resolved["services"][name]
+    assert service["read_only"] is True
+    assert service["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service.get("user") not in (None, "", "0", "root", "0:0"), "runs as the image's root"
+    assert "/tmp" in service["tmpfs"]
+    assert not service.get("privileged")
+    if name.startswith("postgres"):
+        assert service["user"] == "postgres"
+        assert "/var/run/postgresql" in service["tmpfs"]
+
+
+@pytest.mark.parametrize("name", DATA_SERVICES)
+def test_data_services_read_passwords_from_secret_files(
+    resolved: dict[str, Any], name: str
+) -> None:
+    service = resolved["services"][name]
+    mounted = {s["source"]: s["target"] for s in service["secrets"]}
+    for key, value in service.get("environment", {}).items():
+        if re.search(r"PASSWORD|SECRET", key):
+            assert key.endswith("_FILE"), f"{name}: {key} carries a secret in the environment"
+            assert value in mounted.values(), f"{name}: {key} names no mounted secret"
+    declared = resolved["secrets"]
+    for source in mounted:
+        assert declared[source]["environment"] in SECRET_VARS
+    assert not any("PASSWORD" in str(arg) for arg in service.get("command") or [])
+
+
+def test_app_connects_as_a_role_that_is_not_the_superuser(resolved: dict[str, Any]) -> None:
+    primary = resolved["services"]["postgres-primary"]
+    # The image's superuser is POSTGRES_USER, `postgres` when unset.
+    superuser = primary["environment"].get("POSTGRES_USER", "postgres")
+    for name in ("migrate", *REPLICAS):
+        env = resolved["services"][name]["environment"]
+        for key in ("COLLAB_DATABASE_URL", "COLLAB_DATABASE_READ_URL"):
+            user = re.match(r"postgresql://([^:@]+)[:@]", env[key])
+            assert user and user.group(1) == "collab" != superuser, (name, key)
+    mounts = {v["target"]: v["source"] for v in primary["volumes"]}
+    assert mounts["/docker-entrypoint-initdb.d/10-roles.sh"].endswith("primary-init-roles.sh")
+
+
+def test_redis_requires_its_password(resolved: dict[str, Any]) -> None:
+    redis = resolved["services"]["redis"]
+    script = next(v for v in redis["volumes"] if v["target"] == redis["command"][-1])
+    assert Path(script["source"]) == COMPOSE_DIR / "redis" / "start.sh"
+    # `config` keeps the `$$` escape; the container's shell sees one `$`.
+    check = " ".join(redis["healthcheck"]["test"])
+    assert 'REDISCLI_AUTH="$$(cat /run/secrets/redis_password)" redis-cli ping' in check
+    for name in ("migrate", *REPLICAS):
+        url = resolved["services"][name]["environment"]["COLLAB_REDIS_URL"]
+        assert url.startswith(f"redis://:{example_env()['REDIS_PASSWORD']}@redis:")
+
+
+def test_replicas_trust_forwarded_addresses_from_the_gateway_only(
+    resolved: dict[str, Any],
+) -> None:
+    gateway_ip = resolved["services"]["gateway"]["networks"]["backend"]["ipv4_address"]
+    (pool,) = resolved["networks"]["backend"]["ipam"]["config"]
+    assert ipaddress.ip_address(gateway_ip) in ipaddress.ip_network(pool["subnet"])
+    for name in ("migrate", *REPLICAS):
+        trusted = resolved["services"][name]["environment"]["COLLAB_TRUSTED_PROXIES"]
+        assert trusted == f"{gateway_ip}/32", name
+    from collab.settings import Settings
+
+    assert Settings(trusted_proxies=trusted).proxy_networks() == (
+        ipaddress.ip_network(f"{gateway_ip}/32"),
+    )
+
+
+def test_metrics_are_on_their_own_port_behind_the_gateway(resolved: dict[str, Any]) -> None:
+    for name in REPLICAS:
+        service = resolved["services"][name]
+        assert service["environment"]["COLLAB_METRICS_PORT"] == "9100"
+        assert "9100" in service["expose"] and not service.get("ports")
+
+
+# --- the stack's PostgreSQL and Redis scripts on real binaries ----------------------------
+
+PG_BIN = Path(os.environ.get("COLLAB_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture
+def pg_scratch() -> Iterator[Path]:
+    """An empty temp dir the postgres user owns (PostgreSQL refuses to run as root)."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip("needs the PostgreSQL server binaries")
+    root = Path(tempfile.mkdtemp(prefix="collab-compose-pg-"))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(root, "postgres", "postgres")
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_primary_init_script_makes_a_least_privileged_app_role(pg_scratch: Path) -> None:
+    data, port = pg_scratch / "pgdata", free_port()
+    env = dict(os.environ) | {"PATH": f"{PG_BIN}:{os.environ['PATH']}", "PGHOST": str(pg_scratch),
+                              "PGPORT": str(port), "PGDATA": str(data),
+                              "POSTGRES_USER": "postgres"}  # fmt: skip
+    for name, value in (("database", "app-pw-1"), ("replication", "repl-pw-2")):
+        path = pg_scratch / f"{name}_password"
+        path.write_text(value + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(path, "postgres", "postgres")
+        env[f"{name.upper()}_PASSWORD_FILE"] = str(path)
+
+    def run(cmd: list[str], extra: dict[str, str] | None = None) -> str:
+        done = subprocess.run(
+            _as_postgres(cmd), env=env | (extra or {}), capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.strip()
+
+    run(["initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"])
+    opts = f"-c listen_addresses='' -c port={port} -c unix_socket_directories={pg_scratch}"
+    run(["pg_ctl", "-D", str(data), "-o", opts, "-l", str(pg_scratch / "log"), "-w", "start"])
+    try:
+        run(["sh", str(COMPOSE_DIR / "postgres" / "primary-init-roles.sh")])
+
+        def sql(query: str, user: str = "postgres", db: str = "postgres") -> str:
+            return run(["psql", "-X", "-U", user, "-d", db, "-tAc", query])
+
+        attrs = sql(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls,"
+            " rolcanlogin FROM pg_roles WHERE rolname = 'collab'"
+        )
+        assert attrs == "f|f|f|f|f|t"
+        assert sql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'collab'") == (
+            "collab"
+        )
+        # The app owns its database: migrations can create tables there.
+        sql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)", user="collab", db="collab")
+        # Nobody else may connect to it.
+        sql("CREATE ROLE other LOGIN")
+        refused = subprocess.run(
+            _as_postgres(["psql", "-X", "-U", "other", "-d", "collab", "-tAc", "SELECT 1"]),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert refused.returncode != 0 and "permission denied" in refused.stderr
+        assert sql("SELECT rolreplication FROM pg_roles WHERE rolname = 'replicator'") == "t"
+        assert sql("SELECT slot_name FROM pg_replication_slots") == "standby_1"
+        assert "host replication replicator all scram-sha-256" in (data / "pg_hba.conf").read_text()
+        # The passwords were set from the files (scram hashes exist for both roles).
+        hashes = sql(
+            "SELECT count(*) FROM pg_authid WHERE rolname IN ('collab', 'replicator')"
+            " AND rolpassword LIKE 'SCRAM-SHA-256$%'"
+        )
+        assert hashes == "2"
+    finally:
+        subprocess.run(
+            _as_postgres(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"]),
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+
+
+def test_redis_start_script_refuses_to_run_without_a_password(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    script = COMPOSE_DIR / "redis" / "start.sh"
+    env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    for missing in (tmp_path / "absent", empty):
+        done = subprocess.run(
+            ["sh", str(script), "--port", str(free_port())],
+            env=env | {"REDIS_PASSWORD_FILE": str(missing)},
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert done.returncode != 0
+    password_file = tmp_path / "redis_password"
+    password_file.write_text("s3cret-value")
+    port = free_port()
+    cmd = ["sh", str(script), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
+    proc = subprocess.Popen(
+        cmd,
+        env=env | {"REDIS_PASSWORD_FILE": str(password_file)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_port("127.0.0.1", port, 10)
+        cli = ["redis-cli", "-p", str(port)]
+
+        def ask(*args: str, auth: str = "") -> str:
+            extra = {"REDISCLI_AUTH": auth} if auth else {}
+            done = subprocess.run(
+                [*cli, *args], env=env | extra, capture_output=True, text=True, timeout=10
+            )
+            return done.stdout.strip()
+
+        assert "NOAUTH" in ask("ping")
+        assert ask("ping", auth="s3cret-value") == "PONG"
+        assert ask("config", "get", "maxmemory-policy", auth="s3cret-value").split() == [
+            "maxmemory-policy",
+            "noeviction",
+        ]
+        # exec: the process started is redis-server itself, so SIGTERM stops it cleanly.
+        proc.terminate()
+        assert proc.wait(10) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
