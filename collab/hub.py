@@ -36,6 +36,9 @@ from collab.types import Access, Note, User
 
 log = logging.getLogger("collab.hub")
 
+# How long close() waits for cancelled background tasks to finish.
+_CLOSE_WAIT_S = 2.0
+
 
 class Hub:
     def __init__(
@@ -81,9 +84,10 @@ class Hub:
         tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
         for task in tasks:
             task.cancel()
-        # Wait for them to end: a task still running would use the backends
-        # closed next.
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Wait for them to end (bounded): a task still running would use the
+        # backends closed next.
+        if tasks:
+            await asyncio.wait(tasks, timeout=_CLOSE_WAIT_S)
         for closer in (self.bus.close, self.registry.close, self.presence.close, self.leases.close):
             try:
                 await closer()
