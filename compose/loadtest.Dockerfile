@@ -14,4 +14,6 @@ RUN python -m pip install --no-cache-dir \
         "PyJWT==2.15.1"
 WORKDIR /loadtests
 USER 10001:10001
+# A one-shot load generator (compose `run --rm`), not a service: nothing to probe.
+HEALTHCHECK NONE
 CMD ["locust", "--help"]
