@@ -251,6 +251,9 @@ def test_postgres_scripts_build_a_synchronous_standby(pg_root: Path) -> None:
         _wait_for(lambda: primary.sql("SELECT sync_state FROM pg_stat_replication") == "quorum")
         # The app's role owns its database (PostgreSQL 15 revoked CREATE on public).
         primary.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)", "collab", "apppw", "collab")
+        # ...and is nothing more: not a superuser, cannot create roles or databases.
+        privileges = "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication"
+        assert primary.sql(f"{privileges} FROM pg_roles WHERE rolname = 'collab'") == "f"
         assert standby.sql("SELECT pg_is_in_recovery()") == "t"
         assert standby.sql("SELECT count(*) FROM t", "collab", "apppw", "collab") == "1"
 
