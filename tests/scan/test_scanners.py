@@ -20,7 +20,6 @@ import json
 import shutil
 import subprocess
 import tomllib
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +166,6 @@ def test_constant_sql_proof_rejects_interpolated_values(tmp_path: Path) -> None:
 # --- checkov: the chart, every profile --------------------------------------------------
 
 
-@cache
 def checkov_chart_report(workdir: Path) -> dict[str, list[dict[str, Any]]]:
     """Failed checks per profile, from one checkov run over all rendered profiles."""
     files = {}
