@@ -1,15 +1,18 @@
 /** The app shell: sign-in gate, header (navigation, connection badge), routed pages. */
-import { useEffect, useMemo, useSyncExternalStore } from 'react';
+import { lazy, Suspense, useEffect, useMemo, useSyncExternalStore } from 'react';
 import type { User } from './api/types';
 import { ConnectionBadge } from './components/ConnectionBadge';
 import { AdminPage } from './pages/AdminPage';
 import { HistoryPage } from './pages/HistoryPage';
 import { LoginPage } from './pages/LoginPage';
-import { NotePage } from './pages/NotePage';
 import { NotesPage } from './pages/NotesPage';
 import { CollabSocket, defaultSocketUrl, type ConnectionStatus } from './realtime/socket';
 import { href, leaveAllowed, navigate, useHashRoute, type Route } from './router';
 import { ServicesContext, SocketContext, useServices, type Services } from './services';
+
+// The editor (CodeMirror, Markdown parsers) is most of the code: the sign-in page and the
+// notes list do not wait for it.
+const NotePage = lazy(() => import('./pages/NotePage').then((m) => ({ default: m.NotePage })));
 
 export function App({ services }: { services: Services }) {
   return (
@@ -117,7 +120,17 @@ function Page({ route, me }: { route: Route; me: User }) {
     case 'login':
       return <NotesPage me={me} />;
     case 'note':
-      return <NotePage key={route.id} noteId={route.id} me={me} />;
+      return (
+        <Suspense
+          fallback={
+            <main className="page" aria-busy="true">
+              <p>Loading the editor…</p>
+            </main>
+          }
+        >
+          <NotePage key={route.id} noteId={route.id} me={me} />
+        </Suspense>
+      );
     case 'history':
       return <HistoryPage noteId={route.id} version={route.version} />;
     case 'admin':

@@ -18,7 +18,7 @@ export function PresenceAvatars({ viewers, me }: { viewers: User[]; me: User }) 
   return (
     <ul className="avatars" aria-label={label} data-testid="presence">
       {unique.map((v) => (
-        <li key={v.id} className="avatar" title={v.id === me.id ? `${v.name} (you)` : v.name} style={{ backgroundColor: `hsl(${hue(v.id)} 55% 42%)` }}>
+        <li key={v.id} className="avatar" title={v.id === me.id ? `${v.name} (you)` : v.name} style={{ backgroundColor: `hsl(${hue(v.id)} 55% 30%)` }}>
           <span aria-hidden="true">{initials(v.name)}</span>
           <span className="visually-hidden">{v.id === me.id ? `${v.name} (you)` : v.name}</span>
         </li>

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Lock, SnapshotMsg, UserBrief } from '../api/types';
 import { BOB, harness, ME, type FakeWebSocket, type Frame } from '../test/fakeSocket';
 import { lockView } from './lockView';
-import { BATCH_MS, NoteSession } from './noteSession';
+import { ACQUIRE_RETRY_MS, BATCH_MS, NoteSession } from './noteSession';
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -171,6 +171,29 @@ describe('holder', () => {
     ws2.reply('edit', { type: 'ack', note: 'n1', op: lost.op, version: 4 });
     await flush();
     expect(note.getState()).toMatchObject({ text: 'hello, typed before the crash', version: 4, save: 'saved', draft: null });
+  });
+
+  it('asks again when grants are paused after a server restart, then re-sends the typed text', async () => {
+    const { h, ws, note } = await openNote();
+    await grant(ws, note, 5);
+    note.setText('hello, kept');
+    ws.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(400);
+    const ws2 = h.connect({ session: 's-2', resumed: false, leases: [] });
+    ws2.reply('subscribe', snapshot({ version: 3 }));
+    await flush();
+    ws2.reply('acquire', { type: 'error', code: 'unavailable', message: 'token grants for this note are paused' });
+    await flush();
+    expect(note.getState()).toMatchObject({ role: 'acquiring', draft: null, notice: null, text: 'hello, kept' });
+    expect(ws2.ofType('acquire')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(ACQUIRE_RETRY_MS);
+    expect(ws2.ofType('acquire')).toHaveLength(2);
+    expect(ws2.last('acquire')).toMatchObject({ wait: false });
+    ws2.reply('acquire', { type: 'granted', note: 'n1', fence: 7, ttl_ms: 3000 });
+    await flush();
+    ws2.reply('sync', { type: 'changes', note: 'n1', from: 3, to: 3, edits: [] });
+    await flush();
+    expect(ws2.last('edit')).toMatchObject({ fence: 7, base: 3, changes: [{ at: 5, del: 0, ins: ', kept' }] });
   });
 
   it('treats an in-flight edit found committed in the new snapshot as acknowledged', async () => {

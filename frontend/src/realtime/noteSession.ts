@@ -48,6 +48,8 @@ export type { Draft, NoteState, TokenRole } from './noteState';
 export const BATCH_MS = 50;
 /** Wait before re-sending an edit refused with `rate_limited`/`unavailable`/`internal`. */
 export const EDIT_RETRY_MS = 1000;
+/** Wait before asking again for a token the server could not grant yet (`unavailable`). */
+export const ACQUIRE_RETRY_MS = 1000;
 /** Subtracted from lease deadlines measured at receive time (reply latency unknown). */
 export const LEASE_MARGIN_MS = 250;
 
@@ -59,6 +61,7 @@ export class NoteSession {
   private detachSocket: (() => void) | null = null;
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private deadlineTimer: ReturnType<typeof setTimeout> | null = null;
+  private acquireTimer: ReturnType<typeof setTimeout> | null = null;
   private syncRun: Promise<void> | null = null;
   private syncAgain = false;
   private remoteSeq = 0;
@@ -136,7 +139,8 @@ export class NoteSession {
     this.detachSocket = null;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
-    this.flushTimer = this.deadlineTimer = null;
+    if (this.acquireTimer) clearTimeout(this.acquireTimer);
+    this.flushTimer = this.deadlineTimer = this.acquireTimer = null;
   }
 
   // --- user actions ---------------------------------------------------------------------
@@ -230,6 +234,13 @@ export class NoteSession {
     switch (command.type) {
       case 'send-acquire':
         return this.sendAcquire(command.wait);
+      case 'retry-acquire':
+        if (this.acquireTimer) clearTimeout(this.acquireTimer);
+        this.acquireTimer = setTimeout(() => {
+          this.acquireTimer = null;
+          if (this.token.role === 'acquiring' && this.detachSocket) void this.sendAcquire(command.wait);
+        }, ACQUIRE_RETRY_MS);
+        return;
       case 'send-release':
         return this.sendRelease(command.fence, command.settle);
       case 'sync-after-grant':
@@ -274,6 +285,11 @@ export class NoteSession {
       await this.dispatch({
         type: 'acquire-failed',
         disconnected: err instanceof DisconnectedError,
+        retryable:
+          err instanceof ProtocolError &&
+          (err.code === 'unavailable' ||
+            err.code === 'rate_limited' ||
+            (err.code === 'locked' && this.state.lock === null)),
         locked: err instanceof ProtocolError && err.code === 'locked',
         message: describeError(err),
       });

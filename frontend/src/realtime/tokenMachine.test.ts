@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { TokenRole } from './noteState';
 import {
   initialTokenState,
+  MAX_ACQUIRE_RETRIES,
   step,
   transitions,
   type TokenEvent,
@@ -16,9 +17,9 @@ const STATES: Record<TokenRole, TokenState> = {
   none: initialTokenState,
   acquiring: { ...initialTokenState, role: 'acquiring', want: 'wait' },
   waiting: { ...initialTokenState, role: 'waiting', want: 'wait', queuePosition: 2 },
-  'catching-up': { role: 'catching-up', want: 'hold', fence: 5, queuePosition: null, grantedAt: 100 },
-  holder: { role: 'holder', want: 'hold', fence: 5, queuePosition: null, grantedAt: 100 },
-  releasing: { role: 'releasing', want: 'none', fence: 5, queuePosition: null, grantedAt: 100 },
+  'catching-up': { role: 'catching-up', want: 'hold', fence: 5, queuePosition: null, grantedAt: 100, retries: 0 },
+  holder: { role: 'holder', want: 'hold', fence: 5, queuePosition: null, grantedAt: 100, retries: 0 },
+  releasing: { role: 'releasing', want: 'none', fence: 5, queuePosition: null, grantedAt: 100, retries: 0 },
 };
 
 /** One representative event of each type. */
@@ -26,7 +27,7 @@ const EVENTS: { [K in TokenEventType]: Extract<TokenEvent, { type: K }> } = {
   request: { type: 'request' },
   release: { type: 'release' },
   queued: { type: 'queued', position: 3 },
-  'acquire-failed': { type: 'acquire-failed', disconnected: false, locked: true, message: 'held' },
+  'acquire-failed': { type: 'acquire-failed', disconnected: false, retryable: false, locked: true, message: 'held' },
   granted: { type: 'granted', fence: 6, deadline: 3000, now: 200, stale: false },
   adopt: { type: 'adopt', fence: 6, deadline: 3000, now: 200, stale: false },
   'caught-up': { type: 'caught-up', fence: 5 },
@@ -220,7 +221,14 @@ describe('token machine: details', () => {
 
   it('records the grant: fence, deadline, receive time, no place in line', () => {
     const out = step(STATES.waiting, EVENTS.granted);
-    expect(out.state).toEqual({ role: 'catching-up', want: 'hold', fence: 6, queuePosition: null, grantedAt: 200 });
+    expect(out.state).toEqual({
+      role: 'catching-up',
+      want: 'hold',
+      fence: 6,
+      queuePosition: null,
+      grantedAt: 200,
+      retries: 0,
+    });
     expect(out.commands).toContainEqual({ type: 'set-deadline', at: 3000 });
     expect(out.commands).toContainEqual({ type: 'sync-after-grant', fence: 6 });
   });
@@ -257,6 +265,19 @@ describe('token machine: details', () => {
     const refused = step(STATES.acquiring, { ...EVENTS['acquire-failed'], locked: false });
     expect(refused.state.want).toBe('none');
     expect(refused.commands[0]).toEqual({ type: 'keep-draft', reason: 'refused' });
+  });
+
+  it('retries an acquire the server asks to retry, unless the user gave up meanwhile', () => {
+    const retryable = { ...EVENTS['acquire-failed'], retryable: true, locked: false };
+    const recovering = step({ ...STATES.acquiring, want: 'hold' }, retryable);
+    expect(recovering.state).toMatchObject({ role: 'acquiring', want: 'hold' });
+    expect(recovering.commands).toEqual([{ type: 'retry-acquire', wait: false }]);
+    expect(step(STATES.waiting, retryable).commands).toEqual([{ type: 'retry-acquire', wait: true }]);
+    const exhausted = step({ ...STATES.acquiring, retries: MAX_ACQUIRE_RETRIES }, retryable);
+    expect(exhausted.state).toMatchObject({ role: 'none', want: 'none' });
+    const gaveUp = step(STATES.none, retryable);
+    expect(gaveUp.state.role).toBe('none');
+    expect(gaveUp.commands.map((c) => c.type)).toEqual(['keep-draft', 'notice']);
   });
 
   it('sends the release that settles the claim once the outbox is empty', () => {

@@ -26,7 +26,12 @@ export interface TokenState {
   queuePosition: number | null;
   /** Clock time the current grant arrived (a heartbeat sent before it proves nothing). */
   grantedAt: number;
+  /** Acquires retried in a row (bounded by MAX_ACQUIRE_RETRIES). */
+  retries: number;
 }
+
+/** Retries of one claim before it is given up (with the unsaved text kept as a draft). */
+export const MAX_ACQUIRE_RETRIES = 30;
 
 export const initialTokenState: TokenState = {
   role: 'none',
@@ -34,6 +39,7 @@ export const initialTokenState: TokenState = {
   fence: null,
   queuePosition: null,
   grantedAt: 0,
+  retries: 0,
 };
 
 export type TokenEvent =
@@ -43,8 +49,12 @@ export type TokenEvent =
   | { type: 'release' }
   /** `acquire` answered `queued`. */
   | { type: 'queued'; position: number }
-  /** `acquire` failed; `disconnected` ones are retried on the next welcome. */
-  | { type: 'acquire-failed'; disconnected: boolean; locked: boolean; message: string }
+  /**
+   * `acquire` failed. `disconnected` ones are retried on the next welcome; `retryable` ones
+   * after a pause: `unavailable`, `rate_limited`, or `locked` while nobody holds the note
+   * (a lock-delay, or grants paused after a lock-service reset).
+   */
+  | { type: 'acquire-failed'; disconnected: boolean; retryable: boolean; locked: boolean; message: string }
   /** A grant (reply or deferred push). `stale` when its fence is below one already seen. */
   | { type: 'granted'; fence: number; deadline: number; now: number; stale: boolean }
   /** A snapshot shows this session already holds the token (a reload that resumed it). */
@@ -72,6 +82,8 @@ export type TokenEventType = TokenEvent['type'];
 
 export type TokenCommand =
   | { type: 'send-acquire'; wait: boolean }
+  /** Send `acquire` again after a pause, if still acquiring then. */
+  | { type: 'retry-acquire'; wait: boolean }
   /**
    * `fence` null: leave the line. `settle`: the answer ends our claim (`released` follows);
    * otherwise (leaving the line, handing back an unwanted grant) the answer changes nothing.
@@ -103,12 +115,20 @@ const stay = (state: TokenState): Step => ({ state, commands: [] });
 function acquire(state: TokenState, want: Want, wait: boolean, clearNotice: boolean): Step {
   const commands: TokenCommand[] = clearNotice ? [{ type: 'notice', reason: null }] : [];
   commands.push({ type: 'send-acquire', wait });
-  return { state: { ...state, role: 'acquiring', want }, commands };
+  return { state: { ...state, role: 'acquiring', want, retries: 0 }, commands };
 }
 
 function accept(state: TokenState, e: { fence: number; deadline: number; now: number }): Step {
   return {
-    state: { ...state, role: 'catching-up', want: 'hold', fence: e.fence, queuePosition: null, grantedAt: e.now },
+    state: {
+      ...state,
+      role: 'catching-up',
+      want: 'hold',
+      fence: e.fence,
+      queuePosition: null,
+      grantedAt: e.now,
+      retries: 0,
+    },
     commands: [
       { type: 'note-fence', fence: e.fence },
       { type: 'notice', reason: null },
@@ -143,6 +163,13 @@ function lose(state: TokenState, reason: string): Step {
 function acquireFailed(state: TokenState, e: Extract<TokenEvent, { type: 'acquire-failed' }>): Step {
   const role = state.role === 'acquiring' ? 'none' : state.role;
   if (e.disconnected) return { state: { ...state, role }, commands: [] };
+  if (e.retryable && state.want !== 'none' && state.retries < MAX_ACQUIRE_RETRIES) {
+    // The note is free again soon: keep the claim (and the unsaved text) and ask again.
+    return {
+      state: { ...state, role: 'acquiring', retries: state.retries + 1 },
+      commands: [{ type: 'retry-acquire', wait: state.want === 'wait' }],
+    };
+  }
   return {
     state: { ...state, role, want: 'none' },
     commands: [
@@ -234,7 +261,7 @@ export const transitions: Record<TokenRole, Row> = {
   acquiring: {
     request: (s) => acquire(s, 'wait', true, true),
     release: leaveLine,
-    queued: (s, e) => ({ state: { ...s, role: 'waiting', queuePosition: e.position }, commands: [] }),
+    queued: (s, e) => ({ state: { ...s, role: 'waiting', queuePosition: e.position, retries: 0 }, commands: [] }),
     'acquire-failed': acquireFailed,
     granted,
     adopt: stay,
