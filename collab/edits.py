@@ -104,7 +104,7 @@ class EditFeed:
         try:
             result = await self.hub.store.commit_edit(
                 msg.note, msg.fence, msg.base, msg.op, msg.payload, peer.user,
-                self.hub.settings.max_note_chars,
+                self.hub.settings.max_note_chars, holder=peer.session,
             )  # fmt: skip
         except Exception as exc:
             if getattr(exc, "code", "") == "fenced":

@@ -126,7 +126,7 @@ class Tokens:
                 # replica must find the token (rule 9). An entry for a grant
                 # that then fails is harmless: adoption checks the lease.
                 await self.hub.registry.add_note(session, note_id)
-                advance = await self.store.advance_fence(note_id, result.fence)
+                advance = await self.store.advance_fence(note_id, result.fence, session)
             except NotFound:
                 await self._give_back(note_id, session, result.fence, user, keep_place=False)
                 raise

@@ -193,8 +193,9 @@ class Store(ABC):
 
     # -- write token and edits --------------------------------------------------
     @abstractmethod
-    async def advance_fence(self, note_id: str, fence: int) -> FenceAdvance:
-        """``UPDATE notes SET fence=$fence WHERE id=$note AND fence<$fence``.
+    async def advance_fence(self, note_id: str, fence: int, holder: str) -> FenceAdvance:
+        """``UPDATE notes SET fence=$fence, fence_holder=$holder WHERE id=$note
+        AND fence<$fence``: the fence now belongs to session ``holder``.
 
         ``raised`` is True only if this statement moved the fence: a grant
         counts only then (rule 1). Another statement that raised it to the
@@ -203,9 +204,10 @@ class Store(ABC):
 
     @abstractmethod
     async def bump_fence(self, note_id: str, at_least: int) -> int:
-        """Set ``notes.fence`` to ``max(fence + 1, at_least)`` and return it: the
-        fence always moves, so whoever held the old value is shut out (rule 5),
-        even when the lease service's counter is behind the database."""
+        """Set ``notes.fence`` to ``max(fence + 1, at_least)`` with no holder and
+        return it: the fence always moves, so whoever held the old value is shut
+        out (rule 5), even when the lease service's counter is behind the
+        database."""
 
     @abstractmethod
     async def get_fence(self, note_id: str) -> int:
@@ -221,8 +223,10 @@ class Store(ABC):
         payload: EditPayload,
         by: User,
         max_chars: int,
+        *,
+        holder: str,
     ) -> CommitResult:
-        """Apply one edit in one transaction.
+        """Apply one edit in one transaction, written by session ``holder``.
 
         Order of checks (each maps to one error):
           1. note missing -> ``NotFound``;
@@ -232,12 +236,14 @@ class Store(ABC):
           3. ``by`` may not write the note *now*, judged from the stored role,
              owner and grant in the same transaction, never from a cache ->
              ``Forbidden``;
-          4. ``notes.fence != fence`` -> ``Fenced``;
+          4. ``notes.fence != fence`` or the fence was granted to another
+             session than ``holder`` -> ``Fenced``;
           5. ``notes.version != base`` -> ``Stale(version=current)``;
           6. apply with ``collab.textops.apply_payload``; a range outside the
              text -> ``BadRequest``; result over ``max_chars`` -> ``TooLarge``;
           7. ``UPDATE notes SET content, version=version+1, updated_at WHERE
-             id=$n AND fence=$fence AND version=$base`` and insert the edit-log
+             id=$n AND fence=$fence AND fence_holder=$holder AND version=$base``
+             and insert the edit-log
              row (note, version, op, payload, by, at) in the same transaction.
         """
 

@@ -29,8 +29,10 @@ def stored_writer_access(
 def check_edit(
     *,
     fence: int,
+    holder: str,
     base: int,
     current_fence: int,
+    current_holder: str,
     current_version: int,
     logged: tuple[int, str] | None,
     payload_hash: str,
@@ -51,7 +53,9 @@ def check_edit(
         raise Forbidden("you cannot write to this note")
     # Rule 2: equality, not fence <= current. A lower fence is a stale token; a
     # higher one was never made durable by advance_fence, so it is not valid yet.
-    if current_fence != fence:
+    # The fence must also have been granted to this very session: a fence
+    # number is easy to guess, a session id is not.
+    if current_fence != fence or not holder or current_holder != holder:
         raise Fenced()
     if current_version != base:
         raise Stale(

@@ -51,7 +51,8 @@ WITH logged AS (
     SELECT version, payload_hash FROM edits WHERE note_id = $1 AND op = $5
 ), updated AS (
     UPDATE notes SET content = $4, version = version + 1, updated_at = now()
-    WHERE id = $1 AND fence = $2 AND version = $3 AND NOT EXISTS (SELECT FROM logged)
+    WHERE id = $1 AND fence = $2 AND fence_holder = $11 AND version = $3
+      AND NOT EXISTS (SELECT FROM logged)
     RETURNING version
 ), inserted AS (
     INSERT INTO edits (note_id, version, op, payload, payload_hash, by_id, by_name, by_role)
@@ -65,7 +66,7 @@ SELECT (SELECT version FROM inserted) AS written,
 _REVISION = "note_id, version, title, content, by_id, created_at"
 # commit_edit's row lock, with what decides the writer's access right now.
 _LOCK_NOTE_FOR_EDIT = """
-SELECT n.version, n.fence, n.content, n.owner_id, n.visibility, u.role, a.access
+SELECT n.version, n.fence, n.fence_holder, n.content, n.owner_id, n.visibility, u.role, a.access
 FROM notes n
 LEFT JOIN users u ON u.id = $2
 LEFT JOIN note_access a ON a.note_id = n.id AND a.user_id = $2
@@ -298,14 +299,15 @@ class PostgresStore(Store):
         return [(rows.user_record(r), r["access"]) for r in found]
 
     # -- write token and edits --------------------------------------------------
-    async def advance_fence(self, note_id: str, fence: int) -> FenceAdvance:
+    async def advance_fence(self, note_id: str, fence: int, holder: str) -> FenceAdvance:
         async with self.pools.transaction() as conn:
             await self._fence_new_timeline(conn)
             # Rule 1: only ever raise the fence, and only a row this statement
             # changed counts as raised.
             stored = await conn.fetchval(
-                "UPDATE notes SET fence = $2 WHERE id = $1 AND fence < $2 RETURNING fence",
-                note_id, fence,
+                "UPDATE notes SET fence = $2, fence_holder = $3 WHERE id = $1 AND fence < $2"
+                " RETURNING fence",
+                note_id, fence, holder,
             )  # fmt: skip
             if stored is not None:
                 return FenceAdvance(raised=True, fence=int(stored))
@@ -319,7 +321,8 @@ class PostgresStore(Store):
         async with self.pools.transaction() as conn:
             await self._fence_new_timeline(conn)
             stored = await conn.fetchval(
-                "UPDATE notes SET fence = greatest(fence + 1, $2) WHERE id = $1 RETURNING fence",
+                "UPDATE notes SET fence = greatest(fence + 1, $2), fence_holder = ''"
+                " WHERE id = $1 RETURNING fence",
                 note_id, at_least,
             )  # fmt: skip
         if stored is None:
@@ -365,6 +368,8 @@ class PostgresStore(Store):
         payload: EditPayload,
         by: User,
         max_chars: int,
+        *,
+        holder: str,
     ) -> CommitResult:
         digest = rows.payload_hash(payload)
         async with self.pools.transaction() as conn:
@@ -377,6 +382,7 @@ class PostgresStore(Store):
             if note is None:
                 raise NotFound("note not found")
             current_fence, current_version = int(note["fence"]), int(note["version"])
+            current_holder = str(note["fence_holder"])
             access = stored_writer_access(
                 by.id,
                 note["role"],
@@ -386,7 +392,8 @@ class PostgresStore(Store):
             )
             text: str | None = None
             refused: CollabError | None = None
-            if (current_fence, current_version) == (fence, base) and can_write(access):
+            current = (current_fence, current_holder, current_version) == (fence, holder, base)
+            if current and holder and can_write(access):
                 try:
                     text = apply_payload(note["content"], payload, max_chars)
                 except CollabError as exc:
@@ -404,7 +411,7 @@ class PostgresStore(Store):
                 # fence equality and the base version.
                 logged = await conn.fetchrow(
                     _LOOKUP_WRITE_EDIT, note_id, fence, base, text, op,
-                    rows.payload_json(payload), digest, by.id, by.name, by.role,
+                    rows.payload_json(payload), digest, by.id, by.name, by.role, holder,
                 )  # fmt: skip
                 if logged is not None and logged["payload_hash"] is None:  # a new op
                     if logged["written"] is None:
@@ -412,8 +419,10 @@ class PostgresStore(Store):
                     return CommitResult(int(logged["written"]), duplicate=False, content=text)
             original = check_edit(
                 fence=fence,
+                holder=holder,
                 base=base,
                 current_fence=current_fence,
+                current_holder=current_holder,
                 current_version=current_version,
                 logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
                 payload_hash=digest,

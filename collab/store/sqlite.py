@@ -36,7 +36,7 @@ _EDIT = "note_id, version, op, payload, by_id, by_name, by_role, at"
 _REVISION = "note_id, version, title, content, by_id, created_at"
 # commit_edit's note row, with what decides the writer's access right now.
 _NOTE_FOR_EDIT = """
-SELECT n.version, n.fence, n.content, n.owner_id, n.visibility,
+SELECT n.version, n.fence, n.fence_holder, n.content, n.owner_id, n.visibility,
        (SELECT role FROM users WHERE id = ?) AS role,
        (SELECT access FROM note_access WHERE note_id = n.id AND user_id = ?) AS access
 FROM notes n WHERE n.id = ?
@@ -246,14 +246,15 @@ class SqliteStore(Store):
         return [(rows.user_record(r), r["access"]) for r in found]
 
     # -- write token and edits --------------------------------------------------
-    async def advance_fence(self, note_id: str, fence: int) -> FenceAdvance:
+    async def advance_fence(self, note_id: str, fence: int, holder: str) -> FenceAdvance:
         async with self.db.write() as conn:
             # Rule 1: only ever raise the fence, and only a row this statement
             # changed counts as raised.
             raised = await fetch_one(
                 conn,
-                "UPDATE notes SET fence = ? WHERE id = ? AND fence < ? RETURNING fence",
-                [fence, note_id, fence],
+                "UPDATE notes SET fence = ?, fence_holder = ? WHERE id = ? AND fence < ?"
+                " RETURNING fence",
+                [fence, holder, note_id, fence],
             )
             row = raised or await fetch_one(conn, "SELECT fence FROM notes WHERE id = ?", [note_id])
         if row is None:
@@ -264,7 +265,8 @@ class SqliteStore(Store):
         async with self.db.write() as conn:
             row = await fetch_one(
                 conn,
-                "UPDATE notes SET fence = max(fence + 1, ?) WHERE id = ? RETURNING fence",
+                "UPDATE notes SET fence = max(fence + 1, ?), fence_holder = ''"
+                " WHERE id = ? RETURNING fence",
                 [at_least, note_id],
             )
         if row is None:
@@ -287,6 +289,8 @@ class SqliteStore(Store):
         payload: EditPayload,
         by: User,
         max_chars: int,
+        *,
+        holder: str,
     ) -> CommitResult:
         digest = rows.payload_hash(payload)
         # BEGIN IMMEDIATE (in db.write) is SQLite's "lock the note row": no
@@ -302,8 +306,10 @@ class SqliteStore(Store):
             )
             original = check_edit(
                 fence=fence,
+                holder=holder,
                 base=base,
                 current_fence=int(note["fence"]),
+                current_holder=note["fence_holder"],
                 current_version=int(note["version"]),
                 logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
                 payload_hash=digest,
@@ -324,8 +330,9 @@ class SqliteStore(Store):
             updated = await fetch_one(
                 conn,
                 "UPDATE notes SET content = ?, version = version + 1, updated_at = ?"
-                " WHERE id = ? AND fence = ? AND version = ? RETURNING version",
-                [text, now, note_id, fence, base],
+                " WHERE id = ? AND fence = ? AND fence_holder = ? AND version = ?"
+                " RETURNING version",
+                [text, now, note_id, fence, holder, base],
             )
             if updated is None:
                 raise Fenced()

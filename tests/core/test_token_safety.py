@@ -37,6 +37,10 @@ async def test_a_grant_counts_only_if_it_raised_the_fence(cluster: Cluster) -> N
         assert reply["fence"] != granted_b["fence"], "the same fence was granted twice"
     assert not any(h["fence"] == 1 for h in h0.tokens.leases_of(a.session))
     await type_into(h1, b, note.id, 1, 0, "b")
+    # Even a client that writes with fence 1 anyway is refused: the fence
+    # belongs to B's session.
+    with pytest.raises(Fenced):
+        await type_into(h0, a, note.id, 1, 1, "a")
 
 
 async def test_revoke_moves_the_database_fence_when_the_counter_is_behind(

@@ -23,6 +23,9 @@ from collab.store.base import FenceAdvance
 from collab.types import Change, EditPayload, User
 from tests.support.services import create_database, drop_database
 
+# The session every test fence is granted to (commits must come from it).
+HOLDER = "s-holder"
+
 MAX_CHARS = 24
 # U+0000 is refused at the protocol edge (messages.py, api.py): PostgreSQL
 # text cannot hold it, so the store never sees it.
@@ -87,13 +90,13 @@ class Model:
 async def run_sequence(store: Store, initial: str, steps: list[Step]) -> None:
     owner = (await store.create_user("p" + uuid.uuid4().hex[:12], "not-a-hash", "user")).user()
     note = await store.create_note(owner.id, "prop", initial, "private")
-    assert (await store.advance_fence(note.id, 1)).fence == 1
+    assert (await store.advance_fence(note.id, 1, HOLDER)).fence == 1
     model = Model(initial)
     sent: list[tuple[str, EditPayload]] = []
     for kind, fence_pick, base_pick, op_pick, index, payload in steps:
         if kind == "advance":
             target = model.fence + (index % 3) - 1  # lower, equal or higher: only raises
-            advance = await store.advance_fence(note.id, target)
+            advance = await store.advance_fence(note.id, target, HOLDER)
             expected = FenceAdvance(raised=target > model.fence, fence=max(model.fence, target))
             assert advance == expected
             model.fence = max(model.fence, target)
@@ -108,7 +111,9 @@ async def run_sequence(store: Store, initial: str, steps: list[Step]) -> None:
             op = sent[index % len(sent)][0]
         if kind == "missing":
             with pytest.raises(NotFound):
-                await store.commit_edit(uuid.uuid4().hex, 1, 0, op, payload, owner, MAX_CHARS)
+                await store.commit_edit(
+                    uuid.uuid4().hex, 1, 0, op, payload, owner, MAX_CHARS, holder=HOLDER
+                )
             continue
         sent.append((op, payload))
         await _commit_once(store, note.id, owner, model, fence[fence_pick], base[base_pick],
@@ -123,7 +128,9 @@ async def _commit_once(
     before = (model.text, model.version, model.fence)
     expected = model.commit(fence, base, op, payload)
     try:
-        got = await store.commit_edit(note_id, fence, base, op, payload, owner, MAX_CHARS)
+        got = await store.commit_edit(
+            note_id, fence, base, op, payload, owner, MAX_CHARS, holder=HOLDER
+        )
     except CollabError as exc:
         assert isinstance(expected, type), f"store refused {type(exc).__name__}, model {expected}"
         assert type(exc) is expected, f"store {type(exc).__name__}, model {expected.__name__}"

@@ -12,11 +12,15 @@ from collab.types import Access
 
 
 def decide(
-    fence: int, base: int, logged: tuple[int, str] | None = None, access: Access | None = "write"
+    fence: int,
+    base: int,
+    logged: tuple[int, str] | None = None,
+    access: Access | None = "write",
+    holder: str = "s1",
 ) -> int | None:
     return check_edit(
-        fence=fence, base=base, current_fence=5, current_version=9, logged=logged,
-        payload_hash="h", access=access,
+        fence=fence, holder=holder, base=base, current_fence=5, current_holder="s1",
+        current_version=9, logged=logged, payload_hash="h", access=access,
     )  # fmt: skip
 
 
@@ -57,3 +61,9 @@ def test_order_duplicate_then_fence_then_version() -> None:
         decide(1, 0, logged=(3, "other"))
     with pytest.raises(Fenced):
         decide(4, 0)
+
+
+def test_the_fence_must_be_the_sessions_own() -> None:
+    for holder in ("s2", ""):
+        with pytest.raises(Fenced):
+            decide(5, 9, holder=holder)

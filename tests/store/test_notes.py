@@ -11,6 +11,9 @@ from collab.store import Store
 from collab.types import Grant, Note, User
 from tests.store.helpers import insert, make_note, make_user
 
+# The session every test fence is granted to (commits must come from it).
+HOLDER = "s-holder"
+
 
 async def test_create_get_update_delete_note(store: Store) -> None:
     owner = await make_user(store, "owner")
@@ -57,8 +60,8 @@ async def test_delete_note_removes_everything_hanging_off_it(store: Store) -> No
     note = await make_note(store, owner, "abc")
     other = await make_note(store, owner, "keep")
     await store.set_access(note.id, reader.id, "read")
-    await store.advance_fence(note.id, 1)
-    await store.commit_edit(note.id, 1, 0, "op1", insert(3, "d"), owner, 100)
+    await store.advance_fence(note.id, 1, HOLDER)
+    await store.commit_edit(note.id, 1, 0, "op1", insert(3, "d"), owner, 100, holder=HOLDER)
     await store.save_revision(note.id, owner.id)
     await store.record_lock_event(note.id, "granted", "s1", owner.id, 1)
     await store.record_lock_event(other.id, "granted", "s1", owner.id, 1)

@@ -18,6 +18,9 @@ from collab.store.migrator import migration_files
 from tests.store.helpers import insert, make_note, make_user
 from tests.support.services import PgCluster, free_port
 
+# The session every test fence is granted to (commits must come from it).
+HOLDER = "s-holder"
+
 T = TypeVar("T")
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE)\b", re.IGNORECASE)
 
@@ -166,7 +169,7 @@ async def test_replica_is_read_only_when_caught_up(replicated: PgCluster) -> Non
         await store.migrate()
         owner = await make_user(store, "o")
         note = await make_note(store, owner, "v0")
-        await store.advance_fence(note.id, 1)
+        await store.advance_fence(note.id, 1, HOLDER)
 
         async def wait_for_replica(expect: str) -> None:
             for _ in range(200):
@@ -180,7 +183,7 @@ async def test_replica_is_read_only_when_caught_up(replicated: PgCluster) -> Non
 
         await wait_for_replica("v0")
         await standby.execute("SELECT pg_wal_replay_pause()")
-        await store.commit_edit(note.id, 1, 0, "op-1", insert(2, "+"), owner, 100)
+        await store.commit_edit(note.id, 1, 0, "op-1", insert(2, "+"), owner, 100, holder=HOLDER)
         # The standby has not replayed the edit: the primary must answer.
         for _ in range(3):
             fallbacks = store.pools.replica_fallbacks

@@ -7,6 +7,9 @@ from collab.store import Store
 from collab.types import EditPayload
 from tests.store.helpers import insert, make_note, make_user
 
+# The session every test fence is granted to (commits must come from it).
+HOLDER = "s-holder"
+
 MAX = 1000
 
 
@@ -15,8 +18,8 @@ async def test_save_revision_is_idempotent_per_version(store: Store) -> None:
     editor = await make_user(store, "e")
     note = await make_note(store, owner, "a")
     await store.set_access(note.id, editor.id, "write")
-    await store.advance_fence(note.id, 1)
-    await store.commit_edit(note.id, 1, 0, "op-1", insert(1, "b"), editor, MAX)
+    await store.advance_fence(note.id, 1, HOLDER)
+    await store.commit_edit(note.id, 1, 0, "op-1", insert(1, "b"), editor, MAX, holder=HOLDER)
     saved = await store.save_revision(note.id, editor.id)
     assert (saved.version, saved.content, saved.title, saved.by_id) == (1, "ab", "title", editor.id)
     again = await store.save_revision(note.id, owner.id)
@@ -29,11 +32,13 @@ async def test_save_revision_is_idempotent_per_version(store: Store) -> None:
 async def test_get_revision_rebuilds_from_the_log(store: Store) -> None:
     owner = await make_user(store, "o")
     note = await make_note(store, owner, "")
-    await store.advance_fence(note.id, 1)
+    await store.advance_fence(note.id, 1, HOLDER)
     texts = [""]
     for i in range(6):
         payload = EditPayload(content="reset") if i == 3 else insert(len(texts[-1]), str(i))
-        result = await store.commit_edit(note.id, 1, i, f"op-{i}", payload, owner, MAX)
+        result = await store.commit_edit(
+            note.id, 1, i, f"op-{i}", payload, owner, MAX, holder=HOLDER
+        )
         texts.append(result.content)
         if i == 1:
             await store.save_revision(note.id, owner.id)  # revision at version 2
