@@ -1,7 +1,7 @@
 import { ChangeSet, EditorState, Text } from '@codemirror/state';
 import { describe, expect, it } from 'vitest';
 import { ChangeMismatchError, changesToReach, editorToWire, wireToEditor } from './editorChanges';
-import { applyChanges, type Change } from './text';
+import { applyChanges, codePointToUnit, unitToCodePoint, type Change } from './text';
 
 function applySet(doc: string, set: ChangeSet): string {
   return set.apply(Text.of(doc.split('\n'))).toString();
@@ -38,6 +38,19 @@ describe('wire (code points) -> editor (UTF-16)', () => {
     const state = EditorState.create({ doc: 'ab', selection: { anchor: 2 } });
     const tr = state.update({ changes: wireToEditor('ab', [{ at: 1, del: 0, ins: '😀' }]) });
     expect(tr.state.selection.main.head).toBe(4); // 'a😀b' and the caret still after 'b'
+  });
+
+  it('moves a caret (in code points) through changes before, around and after it', () => {
+    const doc = 'abcdefgh';
+    const caretAfter = (caret: number, change: Change) => {
+      const state = EditorState.create({ doc, selection: { anchor: codePointToUnit(doc, caret) } });
+      const next = state.update({ changes: wireToEditor(doc, [change]) }).state;
+      return unitToCodePoint(next.doc.toString(), next.selection.main.head);
+    };
+    expect(caretAfter(5, { at: 0, del: 0, ins: '😀😀' })).toBe(7);
+    expect(caretAfter(5, { at: 2, del: 2, ins: '' })).toBe(3);
+    expect([2, 3]).toContain(caretAfter(3, { at: 2, del: 4, ins: 'x' })); // inside the replaced range
+    expect(caretAfter(1, { at: 2, del: 1, ins: 'xyz' })).toBe(1);
   });
 
   it('refuses changes past the end of the document', () => {

@@ -7,7 +7,6 @@ import {
   codePointToUnit,
   diffText,
   splitInsert,
-  transformPosition,
   unitToCodePoint,
 } from './text';
 
@@ -74,16 +73,9 @@ describe('diffText', () => {
   });
 });
 
-describe('splitInsert and transformPosition', () => {
+describe('splitInsert', () => {
   it('splits an insert without breaking a pair and always makes progress', () => {
     expect(splitInsert('ab😀cd', 3)).toEqual({ head: 'ab', rest: '😀cd', headCps: 2 });
     expect(splitInsert('😀😀', 1)).toEqual({ head: '😀', rest: '😀', headCps: 1 });
-  });
-
-  it('moves a caret through changes before, around and after it', () => {
-    expect(transformPosition(5, { at: 0, del: 0, ins: '😀😀' })).toBe(7);
-    expect(transformPosition(5, { at: 2, del: 2, ins: '' })).toBe(3);
-    expect(transformPosition(3, { at: 2, del: 4, ins: 'x' })).toBe(3);
-    expect(transformPosition(1, { at: 2, del: 1, ins: 'xyz' })).toBe(1);
   });
 });

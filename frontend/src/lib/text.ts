@@ -1,6 +1,6 @@
 /**
  * Text positions on the wire are Unicode code points (protocol.md, "Transport"), while
- * JavaScript strings and <textarea> selections count UTF-16 units. Every conversion between
+ * JavaScript strings and CodeMirror positions count UTF-16 units. Every conversion between
  * the two goes through this module, and nothing here ever splits a surrogate pair.
  */
 
@@ -65,7 +65,7 @@ export function codePointToUnit(text: string, cp: number): number {
   return unit < 0 ? text.length : unit;
 }
 
-/** Convert a UTF-16 index (e.g. a textarea selection) to a code point offset. */
+/** Convert a UTF-16 index (e.g. an editor position) to a code point offset. */
 export function unitToCodePoint(text: string, unit: number): number {
   return codePointsBetween(text, 0, Math.min(unit, text.length));
 }
@@ -128,14 +128,4 @@ export function splitInsert(ins: string, maxUnits: number): { head: string; rest
   if (cut === 0 && ins.length > 0) cut = Math.min(ins.length, isHighSurrogate(ins.charCodeAt(0)) ? 2 : 1);
   const head = ins.slice(0, cut);
   return { head, rest: ins.slice(cut), headCps: codePointLength(head) };
-}
-
-/**
- * Move a code point position through a change so a cursor stays on the same character
- * when text before it changes (used for a viewer's selection in a live-updating note).
- */
-export function transformPosition(pos: number, change: Change): number {
-  if (pos <= change.at) return pos;
-  if (pos >= change.at + change.del) return pos - change.del + codePointLength(change.ins);
-  return change.at + codePointLength(change.ins);
 }
