@@ -152,6 +152,8 @@ class Tokens:
             )
             await self.leases.raise_fence(note_id, advance.fence)
             await self._give_back(note_id, session, result.fence, user, keep_place=wait)
+            if not self.leases.lost_holders_may_live:
+                continue  # nobody to wait for: the loss took every holder with it
             # After the give-back: a clean end clears any lock-delay.
             await self.leases.hold_back(note_id, self._reset_pause_ms)
             if wait:

@@ -78,6 +78,11 @@ class LeaseStore(ABC):
 
     ttl_ms: int
     lock_delay_ms: int
+    # True when leases this store lost may belong to holders that are still
+    # running (other processes share it): a counter found behind the database
+    # then pauses the note (rule 8). An in-process store loses its leases only
+    # with its process, and every holder's socket with them.
+    lost_holders_may_live: bool = True
 
     @abstractmethod
     async def start(self) -> None:

@@ -42,8 +42,16 @@ class _Note:
 
 class MemoryLeaseStore(LeaseStore):
     def __init__(
-        self, *, ttl_ms: int, lock_delay_ms: int, clock: Clock = steady_wall_clock_ms
+        self,
+        *,
+        ttl_ms: int,
+        lock_delay_ms: int,
+        clock: Clock = steady_wall_clock_ms,
+        shared: bool = False,
     ) -> None:
+        """``shared``: several hubs use this one instance as they would use
+        one Redis (tests and the simulation), so a lost lease may belong to a
+        holder that is still running."""
         if ttl_ms <= 0 or lock_delay_ms < 0:
             raise ValueError("ttl_ms must be positive and lock_delay_ms not negative")
         self.ttl_ms = ttl_ms
@@ -51,6 +59,7 @@ class MemoryLeaseStore(LeaseStore):
         self._clock = clock
         self._notes: dict[str, _Note] = {}
         self._timeline = 0
+        self.lost_holders_may_live = shared
 
     async def start(self) -> None:
         return None

@@ -85,7 +85,9 @@ class Cluster:
         self.settings = settings(**overrides)
         self.store = store
         self.leases = MemoryLeaseStore(
-            ttl_ms=self.settings.lease_ttl_ms, lock_delay_ms=self.settings.lock_delay_ms
+            ttl_ms=self.settings.lease_ttl_ms,
+            lock_delay_ms=self.settings.lock_delay_ms,
+            shared=True,
         )
         self.presence = MemoryPresenceStore()
         self.registry = MemorySessionRegistry()

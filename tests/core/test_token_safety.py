@@ -12,6 +12,7 @@ import asyncio
 import pytest
 
 from collab.errors import BadRequest, Fenced, Forbidden, Locked, Unavailable
+from collab.store.base import Store
 from tests.core.cluster import Cluster, settle, type_into, until
 
 
@@ -253,3 +254,23 @@ async def test_the_pause_after_a_lost_counter_holds_on_every_replica(cluster: Cl
     assert c.of("granted")[0]["fence"] > fence
     with pytest.raises(Fenced):
         await type_into(h0, a, note.id, fence, 0, "stale")
+
+
+async def test_an_in_process_lease_store_restart_does_not_pause(store: Store) -> None:
+    """Embedded mode: the in-process leases die only with their process, and
+    every holder's socket with them, so the first claim after a restart is
+    granted at once (with a fence above every earlier one)."""
+    cluster = await Cluster(store, replicas=1).start()
+    try:
+        cluster.leases.lost_holders_may_live = False
+        (hub,) = cluster.hubs
+        owner = await cluster.user()
+        note = await cluster.note(owner)
+        before = await cluster.connect(hub, owner)
+        fence = (await hub.tokens.acquire(before, note.id, False, 1))["fence"]
+        cluster.leases._notes.clear()  # the process restarted
+        after = await cluster.connect(hub, owner)
+        granted = await hub.tokens.acquire(after, note.id, False, 2)
+        assert granted["type"] == "granted" and granted["fence"] > fence
+    finally:
+        await cluster.close()
