@@ -75,4 +75,18 @@ describe('ShareDialog', () => {
     expect(api.grant).toHaveBeenCalledWith('n1', 'u-bob', 'read');
     expect(screen.getByLabelText('User name')).toHaveValue('');
   });
+
+  it('keeps Tab inside the dialog', async () => {
+    setup();
+    await act(async () => {
+      await vi.advanceTimersByTimeAsync(0);
+    });
+    const input = screen.getByLabelText('User name');
+    const close = screen.getByRole('button', { name: 'Close' });
+    close.focus();
+    fireEvent.keyDown(close, { key: 'Tab' });
+    expect(input).toHaveFocus();
+    fireEvent.keyDown(input, { key: 'Tab', shiftKey: true });
+    expect(close).toHaveFocus();
+  });
 });

@@ -2,7 +2,7 @@
  * Share a note: list grants, grant read or write to a user by name, remove a grant. The
  * name is looked up as it is typed (after a pause), so a typo shows before Share is pressed.
  */
-import { useEffect, useRef, useState, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent as ReactKeyboardEvent } from 'react';
 import { ApiError, errorText } from '../api/http';
 import type { AccessGrant, NoteSummary, UserBrief } from '../api/types';
 import { useServices } from '../services';
@@ -16,6 +16,24 @@ type Lookup =
   | { state: 'found'; name: string; user: UserBrief }
   | { state: 'missing'; name: string }
   | { state: 'failed'; name: string; message: string };
+
+const FOCUSABLE = 'button:not([disabled]), input:not([disabled]), select:not([disabled]), a[href], [tabindex="0"]';
+
+/** A modal keeps Tab inside it: from the last control back to the first, and the reverse. */
+function keepFocusInside(ev: ReactKeyboardEvent<HTMLElement>): void {
+  if (ev.key !== 'Tab') return;
+  const items = [...ev.currentTarget.querySelectorAll<HTMLElement>(FOCUSABLE)];
+  const first = items[0];
+  const last = items[items.length - 1];
+  if (!first || !last) return;
+  if (ev.shiftKey && document.activeElement === first) {
+    ev.preventDefault();
+    last.focus();
+  } else if (!ev.shiftKey && document.activeElement === last) {
+    ev.preventDefault();
+    first.focus();
+  }
+}
 
 export function ShareDialog({
   note,
@@ -104,7 +122,7 @@ export function ShareDialog({
 
   return (
     <div className="dialog-backdrop">
-      <section role="dialog" aria-modal="true" aria-labelledby="share-title" className="dialog">
+      <section role="dialog" aria-modal="true" aria-labelledby="share-title" className="dialog" onKeyDown={keepFocusInside}>
         <h2 id="share-title">Share “{note.title}”</h2>
         <form onSubmit={add} className="share-form">
           <label>
