@@ -11,8 +11,9 @@ const docsShotsDir = path.resolve(frontendDir, '..', 'docs', 'screenshots');
 export const test = base.extend<{ server: CollabServer }>({
   server: async ({}, use, testInfo) => {
     const server = new CollabServer(await freePort());
-    await server.start();
     try {
+      // Inside the try: a server that fails to start (and may hang) is still stopped.
+      await server.start();
       await use(server);
     } finally {
       if (testInfo.status !== testInfo.expectedStatus) {
