@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,13 @@ if TYPE_CHECKING:
     from collab.peer import Peer
 
 log = logging.getLogger("collab.tokens")
+
+
+def _now() -> float:
+    """Seconds on the event loop's clock: every deadline here is measured on
+    it, so a simulation that runs the loop on virtual time moves them too."""
+    return asyncio.get_running_loop().time()
+
 
 _GRANT_ATTEMPTS = 4
 
@@ -64,7 +70,7 @@ class Tokens:
         return view.lock_state() if isinstance(view, LeaseView) else None
 
     def leases_of(self, session: str) -> list[dict[str, Any]]:
-        now = time.monotonic()
+        now = _now()
         return [
             {"note": n, "fence": h.fence, "ttl_ms": max(0, int((h.deadline - now) * 1000))}
             for n, h in sorted(self.held.get(session, {}).items())
@@ -76,8 +82,8 @@ class Tokens:
         # from the socket's cache or from an access event that may be lost.
         if not can_write(await self.hub.current_access(peer.user, note_id)):
             raise Forbidden("you cannot write to this note")
-        if time.monotonic() < self.paused_until:
-            left = self.paused_until - time.monotonic()
+        if _now() < self.paused_until:
+            left = self.paused_until - _now()
             raise Unavailable(f"token grants are paused after a lock-service reset ({left:.1f}s)")
         session = peer.session
         if (session, note_id) in self._trying:
@@ -177,7 +183,7 @@ class Tokens:
             log.warning("could not give back a refused grant", extra={"note": note_id})
 
     def _hold(self, session: str, note_id: str, fence: int) -> None:
-        self.held.setdefault(session, {})[note_id] = Held(fence, time.monotonic() + self.ttl_s)
+        self.held.setdefault(session, {})[note_id] = Held(fence, _now() + self.ttl_s)
 
     def _unhold(self, session: str, note_id: str) -> Held | None:
         notes = self.held.get(session)
@@ -238,7 +244,7 @@ class Tokens:
             return
         try:
             wait_ms = await self.leases.grantable_in_ms(note_id, session)
-            if wait_ms > 0 or time.monotonic() < self.paused_until:
+            if wait_ms > 0 or _now() < self.paused_until:
                 self._schedule_retry(session, note_id, wait_ms / 1000.0 + 0.01)
                 return
             # Rule 2 at every waiter grant: a waiter whose write access went
@@ -289,7 +295,7 @@ class Tokens:
         for note_id, held in list(self.held.get(session, {}).items()):
             ok = await self.leases.renew(note_id, session, held.fence)
             if ok:
-                held.deadline = time.monotonic() + self.ttl_s
+                held.deadline = _now() + self.ttl_s
                 self.metrics.renewals.inc()
             elif await self.leases.check_epoch():
                 # The lease is gone because Redis lost its data (rule 8): every
@@ -404,7 +410,7 @@ class Tokens:
 
     async def expire_overdue(self) -> None:
         """Holders whose heartbeat stopped: their lease is gone by now."""
-        now = time.monotonic()
+        now = _now()
         for session, notes in list(self.held.items()):
             for note_id, held in list(notes.items()):
                 if held.deadline <= now:
@@ -414,14 +420,14 @@ class Tokens:
         """Redis lost its data (rule 8): every lease is lost; pause grants for
         TTL + lock-delay so no new holder overlaps one that has not noticed."""
         self.paused_until = (
-            time.monotonic() + (self.settings.lease_ttl_ms + self.settings.lock_delay_ms) / 1000.0
+            _now() + (self.settings.lease_ttl_ms + self.settings.lock_delay_ms) / 1000.0
         )
         for session, notes in list(self.held.items()):
             for note_id in list(notes):
                 await self.lose(session, note_id, "reset")
         for session, waits in list(self.waiting.items()):
             for note_id in waits:
-                self._schedule_retry(session, note_id, self.paused_until - time.monotonic())
+                self._schedule_retry(session, note_id, self.paused_until - _now())
 
     async def poll(self) -> None:
         """Periodic safety net: re-try every waiter (rule 6)."""

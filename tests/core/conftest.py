@@ -1,5 +1,5 @@
-"""Every test taking ``cluster`` runs on SQLite (the embedded store) and on a
-fresh PostgreSQL database, with the in-memory lease, presence, registry and
+"""Every test taking ``cluster`` runs on SQLite (the embedded store), on a
+fresh PostgreSQL database and on the in-memory store twin, with the in-memory lease, presence, registry and
 bus twins shared by the replicas."""
 
 from __future__ import annotations
@@ -10,14 +10,18 @@ from pathlib import Path
 import pytest
 
 from collab.store import PostgresStore, SqliteStore, Store
+from collab.store.memory import MemoryStore
 from tests.core.cluster import Cluster
 from tests.support.services import create_database, drop_database
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        opened: Store = await SqliteStore(str(tmp_path / "data" / "collab.db")).open()
+    if request.param == "memory":
+        opened: Store = MemoryStore()
+        url = ""
+    elif request.param == "sqlite":
+        opened = await SqliteStore(str(tmp_path / "data" / "collab.db")).open()
         url = ""
     else:
         url = await create_database()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from collab.store import PostgresStore, SqliteStore, Store
+from collab.store.memory import MemoryStore
 from tests.support.services import create_database, drop_database
 
 
@@ -23,11 +24,15 @@ async def pg_url() -> AsyncIterator[str]:
         await drop_database(url)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """A connected, migrated, empty store of each kind."""
-    if request.param == "sqlite":
-        opened: Store = await SqliteStore(str(tmp_path / "data" / "collab.db")).open()
+    """A connected, migrated, empty store of each kind (the in-memory twin is
+    the simulation's store: the same contract holds for it)."""
+    if request.param == "memory":
+        opened: Store = MemoryStore()
+        url = ""
+    elif request.param == "sqlite":
+        opened = await SqliteStore(str(tmp_path / "data" / "collab.db")).open()
         url = ""
     else:
         url = await create_database()
