@@ -1,6 +1,6 @@
 """Every test taking ``cluster`` runs on SQLite (the embedded store), on a
-fresh PostgreSQL database and on the in-memory store twin, with the in-memory lease, presence, registry and
-bus twins shared by the replicas."""
+fresh PostgreSQL database and on the in-memory store twin, with the in-memory
+lease, presence, registry and bus twins shared by the replicas."""
 
 from __future__ import annotations
 
