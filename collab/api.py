@@ -4,10 +4,11 @@ asks ``collab.access`` for permission; errors leave as
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from starlette.requests import Request
@@ -15,8 +16,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collab.access import can_create_notes, can_manage, is_admin, note_access
-from collab.auth import hash_password, iso_from_unix, verify_password
-from collab.errors import BadRequest, Forbidden, NotFound, TooLarge, Unauthorized
+from collab.auth import Claims, iso_from_unix
+from collab.errors import (
+    BadRequest,
+    CollabError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
 from collab.messages import NOTE_ID
 from collab.types import GRANTS, ROLES, VISIBILITIES, Access, Note, User, Visibility
 
@@ -24,6 +35,7 @@ if TYPE_CHECKING:
     from collab.runtime import Runtime
 
 
+log = logging.getLogger("collab.auth")
 Endpoint = Callable[[Request], Awaitable[Response]]
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 MAX_USERNAME_CHARS = 40
@@ -97,13 +109,30 @@ def path_id(request: Request, key: str, what: str) -> str:
     return value
 
 
-async def caller(request: Request) -> User:
+def auth_event(request: Request, event: str, **fields: Any) -> None:
+    """One warning per refused credential or braked attempt, with the client
+    address (after trusted-proxy resolution), for alerting and forensics."""
+    log.warning(
+        "auth event",
+        extra={"event": event, "client": rt_of(request).client_address(request),
+               "path": request.url.path, **fields},
+    )  # fmt: skip
+
+
+async def caller_claims(request: Request) -> Claims:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send Authorization: Bearer <token>")
-    claims = await rt_of(request).authenticate(token.strip())
-    return claims.user
+    try:
+        return await rt_of(request).authenticate(token.strip())
+    except CollabError as exc:
+        auth_event(request, "token_refused", reason=exc.message)
+        raise
+
+
+async def caller(request: Request) -> User:
+    return (await caller_claims(request)).user
 
 
 async def load_note(request: Request, user: User) -> tuple[Note, Access]:
@@ -136,8 +165,25 @@ def _summary(note: Note, access: str) -> dict[str, Any]:
 
 
 # -- auth ------------------------------------------------------------------------
-def _token_reply(request: Request, user: User, status: int = 200) -> Response:
-    token, exp = rt_of(request).codec.issue(user)
+# Names a stranger might try to claim to pass for staff. They are refused with
+# the same answer as a taken name, so a refusal does not prove an account exists.
+RESERVED_NAMES = frozenset({
+    "admin", "administrator", "root", "system", "collab", "support", "security", "guest",
+})  # fmt: skip
+_UNAVAILABLE_NAME = "this username is not available; choose another"
+
+
+def _token_reply(
+    request: Request,
+    user: User,
+    status: int = 200,
+    *,
+    auth_time: float | None = None,
+    password_version: str = "",
+) -> Response:
+    token, exp = rt_of(request).codec.issue(
+        user, auth_time=auth_time, password_version=password_version
+    )
     return json({"token": token, "expires_at": iso_from_unix(exp), "user": user.wire()}, status)
 
 
@@ -147,46 +193,139 @@ def _credentials(data: dict[str, Any]) -> tuple[str, str]:
     return name, password
 
 
+def _check_brakes(request: Request, name: str, address: str) -> list[tuple[Any, list[str]]]:
+    """The three login brakes with their keys, refusing (429) when any is on.
+    The per-(account, address) brake trips first, so a stranger guessing one
+    account does not lock its owner out elsewhere."""
+    rt = rt_of(request)
+    account = name.lower()
+    brakes = [
+        (rt.pair_throttle, [f"{account}\x00{address}"]),
+        (rt.ip_throttle, [address]),
+        (rt.account_throttle, [account]),
+    ]
+    now = time.monotonic()
+    try:
+        for throttle, keys in brakes:
+            throttle.check(keys, now)
+    except RateLimited:
+        auth_event(request, "login_braked", username=name)
+        raise
+    return brakes
+
+
 async def login(request: Request) -> Response:
     rt = rt_of(request)
+    address = rt.client_address(request)
+    rt.spend("login", address)  # before any hashing
     name, password = _credentials(await body(request))
-    account = [name.lower()]
-    ip = [rt.client_address(request)]
-    now = time.monotonic()
-    rt.account_throttle.check(account, now)
-    rt.ip_throttle.check(ip, now)
+    brakes = _check_brakes(request, name, address)
     record = await rt.store.get_user_by_name(name)
-    if not verify_password(record.password_hash if record else None, password) or record is None:
-        rt.account_throttle.failed(account, now)
-        rt.ip_throttle.failed(ip, now)
+    # An unknown user still costs one verification (no timing oracle).
+    ok = await rt.hashing.verify(record.password_hash if record else None, password)
+    if not ok or record is None:
+        now = time.monotonic()
+        for throttle, keys in brakes:
+            throttle.failed(keys, now)
+        auth_event(request, "login_failed", username=name)
         raise Unauthorized("wrong username or password")
-    rt.account_throttle.succeeded(account)
-    return _token_reply(request, record.user())
+    # Only the pair brake is cleared: a success must not reset a distributed
+    # guesser's count against the account.
+    rt.pair_throttle.succeeded(brakes[0][1])
+    return _token_reply(
+        request, record.user(), password_version=rt.codec.password_version(record.password_hash)
+    )
 
 
 async def register(request: Request) -> Response:
     rt = rt_of(request)
     if not rt.settings.allow_signup:
         raise Forbidden("sign-up is switched off")
+    address = rt.client_address(request)
+    rt.spend("register", address)  # before any hashing
     name, password = _credentials(await body(request))
     if not name or set(name) - _NAME_CHARS:
         raise BadRequest("username may use letters, digits, '_', '.', '-'")
     if len(password) < rt.settings.min_password_chars:
         raise BadRequest(f"password must be at least {rt.settings.min_password_chars} characters")
-    record = await rt.store.create_user(name, hash_password(password), "user")
-    return _token_reply(request, record.user(), 201)
+    # Hash first, even for a taken or reserved name: every refusal then costs
+    # the same time as a success, so the answer's timing tells nothing more.
+    password_hash = await rt.hashing.hash(password)
+    if name.lower() in RESERVED_NAMES:
+        raise BadRequest(_UNAVAILABLE_NAME)
+    try:
+        record = await rt.store.create_user(name, password_hash, "user")
+    except Conflict:
+        auth_event(request, "register_name_taken", username=name)
+        raise BadRequest(_UNAVAILABLE_NAME) from None
+    return _token_reply(
+        request, record.user(), 201, password_version=rt.codec.password_version(password_hash)
+    )
 
 
 async def guest(request: Request) -> Response:
     rt = rt_of(request)
     if not rt.settings.allow_guest:
         raise Forbidden("guest access is switched off")
+    rt.spend("guest", rt.client_address(request))
     gid = "guest-" + uuid.uuid4().hex[:12]
     return _token_reply(request, User(gid, "Guest " + gid[-4:], "guest"))
 
 
 async def refresh(request: Request) -> Response:
-    return _token_reply(request, await caller(request))
+    """A new token for the same sign-in: ``auth_time`` is carried over, so a
+    chain of refreshes ends ``COLLAB_SESSION_MAX_AGE_S`` after the password
+    was given (``authenticate`` refuses older sessions)."""
+    rt = rt_of(request)
+    claims = await caller_claims(request)
+    started = claims.auth_time or (claims.expires_at - rt.settings.jwt_ttl_s)
+    return _token_reply(
+        request, claims.user, auth_time=started, password_version=claims.password_version
+    )
+
+
+async def logout(request: Request) -> Response:
+    """Sign this token out: refused from now on until it would have expired."""
+    rt = rt_of(request)
+    claims = await caller_claims(request)
+    rt.revoked.add(claims.token_id, claims.expires_at)
+    auth_event(request, "logout", user=claims.user.id)
+    return Response(status_code=204)
+
+
+class PasswordStore(Protocol):
+    async def set_password(self, user_id: str, password_hash: str) -> None: ...
+
+
+async def change_password(request: Request) -> Response:
+    """Change one's own password; every other token of the account stops
+    working on every replica (their ``pwv`` no longer matches the stored hash)."""
+    rt = rt_of(request)
+    user = await caller(request)
+    if user.role == "guest":
+        raise Forbidden("guests have no password")
+    address = rt.client_address(request)
+    rt.spend("login", address)  # a verification, budgeted like a login
+    data = await body(request)
+    current = field_str(data, "current_password", max_len=MAX_PASSWORD_CHARS) or ""
+    new = field_str(data, "new_password", max_len=MAX_PASSWORD_CHARS) or ""
+    if len(new) < rt.settings.min_password_chars:
+        raise BadRequest(f"password must be at least {rt.settings.min_password_chars} characters")
+    setter: PasswordStore | None = rt.store if hasattr(rt.store, "set_password") else None
+    if setter is None:
+        raise Unavailable("changing passwords is not available on this server")
+    brakes = _check_brakes(request, user.name, address)
+    record = await rt.store.get_user(user.id)
+    if record is None or not await rt.hashing.verify(record.password_hash, current):
+        now = time.monotonic()
+        for throttle, keys in brakes:
+            throttle.failed(keys, now)
+        auth_event(request, "password_change_refused", user=user.id)
+        raise Forbidden("the current password is wrong")
+    password_hash = await rt.hashing.hash(new)
+    await setter.set_password(user.id, password_hash)
+    auth_event(request, "password_changed", user=user.id)
+    return _token_reply(request, user, password_version=rt.codec.password_version(password_hash))
 
 
 async def config(request: Request) -> Response:
@@ -201,13 +340,20 @@ async def me(request: Request) -> Response:
 
 
 async def lookup_user(request: Request) -> Response:
+    """One account by its exact name (no prefix, pattern or case folding), at
+    most ``COLLAB_LOOKUP_PER_USER_PER_MIN`` per caller: enough to share a
+    note, too few to walk the user list."""
+    rt = rt_of(request)
     user = await caller(request)
     if user.role == "guest":
         raise Forbidden("guests cannot look up users")
+    if not rt.lookup_throttle.take(user.id, time.monotonic()):
+        rt.metrics.rate_limited.labels("lookup").inc()
+        raise RateLimited("too many look-ups; try again later", retry_after_s=1.0)
     name = request.query_params.get("name", "")
-    valid = name and "\x00" not in name  # U+0000 would make PostgreSQL fail
-    record = await rt_of(request).store.get_user_by_name(name) if valid else None
-    if record is None:
+    valid = 0 < len(name) <= MAX_USERNAME_CHARS and "\x00" not in name  # U+0000: PostgreSQL
+    record = await rt.store.get_user_by_name(name) if valid else None
+    if record is None or record.name != name:
         raise NotFound("no such user")
     return json({"id": record.id, "name": record.name})
 
@@ -395,6 +541,8 @@ ROUTES = [
     route("/api/auth/register", POST=register),
     route("/api/auth/guest", POST=guest),
     route("/api/auth/refresh", POST=refresh),
+    route("/api/auth/logout", POST=logout),
+    route("/api/auth/password", POST=change_password),
     route("/api/me", GET=me),
     route("/api/users/lookup", GET=lookup_user),
     route("/api/notes", GET=list_notes, POST=create_note),

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 from collab import api, openapi
 from collab.auth import hash_password
 from collab.bus import make_bus
-from collab.errors import CollabError, Internal, Unavailable
+from collab.errors import CollabError, Forbidden, Internal, Unavailable
 from collab.hub import Hub
 from collab.leases import make_lease_store
 from collab.logs import request_id
@@ -51,11 +51,8 @@ async def bootstrap_admin(settings: Settings, store: Store) -> None:
     if not settings.bootstrap_admin_username or await store.count_admins() > 0:
         return
     if await store.get_user_by_name(settings.bootstrap_admin_username) is None:
-        await store.create_user(
-            settings.bootstrap_admin_username,
-            hash_password(settings.bootstrap_admin_password),
-            "admin",
-        )
+        password_hash = await asyncio.to_thread(hash_password, settings.bootstrap_admin_password)
+        await store.create_user(settings.bootstrap_admin_username, password_hash, "admin")
         log.info("bootstrap admin created", extra={"user": settings.bootstrap_admin_username})
 
 
@@ -81,9 +78,9 @@ or set <code>COLLAB_STATIC_DIR</code>.</p>"""
 class RequestContext:
     """Request id, timing, metrics and a JSON access log for HTTP requests."""
 
-    def __init__(self, app: ASGIApp, metrics_of: Any) -> None:
+    def __init__(self, app: ASGIApp, runtime_of: Any) -> None:
         self.app = app
-        self.metrics_of = metrics_of
+        self.runtime_of = runtime_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,15 +104,23 @@ class RequestContext:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             path = getattr(route, "path", "other") if route else "other"
-            metrics: Metrics | None = self.metrics_of()
+            rt_now: Runtime | None = self.runtime_of()
+            metrics: Metrics | None = rt_now.metrics if rt_now is not None else None
             if metrics is not None:
                 metrics.http_requests.labels(scope["method"], path, str(status["code"])).inc()
                 metrics.http_latency.labels(path).observe(elapsed)
             if path not in ("/livez", "/readyz", "/metrics"):
+                runtime: Runtime | None = self.runtime_of()
+                conn = HTTPConnection(scope)
+                if runtime is not None:
+                    client = runtime.client_address(conn)
+                else:
+                    client = conn.client.host if conn.client else "unknown"
                 log.info(
                     "request",
                     extra={"method": scope["method"], "path": scope["path"],
-                           "status": status["code"], "ms": round(elapsed * 1000, 2)},
+                           "status": status["code"], "ms": round(elapsed * 1000, 2),
+                           "client": client},
                 )  # fmt: skip
             request_id.reset(token)
 
@@ -154,6 +159,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await hub.drain()
             await hub.close()
             await store.close()
+            runtime.hashing.close()
 
     async def ws_endpoint(websocket: WebSocket) -> None:
         rt: Runtime = websocket.app.state.runtime
@@ -161,6 +167,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Refuse the upgrade with 503 so the gateway retries another replica.
             refusal = Unavailable("this replica is restarting; connect again")
             await websocket.send_denial_response(api.json(refusal.http_body(), 503))
+            return
+        origin = websocket.headers.get("origin")
+        if not rt.origin_allowed(origin, websocket.headers.get("host")):
+            # Cross-site WebSocket hijacking: another site's page opening a
+            # socket in the victim's browser. Refused before the upgrade.
+            log.warning(
+                "websocket origin refused",
+                extra={"event": "ws_origin_refused", "origin": origin[:200] if origin else None,
+                       "client": rt.client_address(websocket)},
+            )  # fmt: skip
+            denial = Forbidden("this origin may not open a socket here")
+            await websocket.send_denial_response(api.json(denial.http_body(), 403))
             return
         await Connection(websocket, rt, rt.client_address(websocket)).run()
 
@@ -180,22 +198,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 checks[name] = "down"
         checks["bus"] = "ok" if rt.hub.bus.connected else "down"
         ok = all(v == "ok" for v in checks.values())
-        return api.json(
-            {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
-        )
+        reply: dict[str, Any] = {"status": "ok" if ok else "unavailable"}
+        # Which backend is down is for operators (loopback, or the flag), not
+        # for anonymous callers mapping the deployment.
+        if settings.readyz_details or rt.is_loopback(request):
+            reply["checks"] = checks
+        return api.json(reply, 200 if ok else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
         rt: Runtime = request.app.state.runtime
-        return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(rt.metrics.render(), media_type=METRICS_MEDIA_TYPE)
 
     routes: list[Any] = [
         *api.ROUTES,
         openapi.ROUTE,
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
         WebSocketRoute("/ws", ws_endpoint),
     ]
+    if not settings.metrics_port:
+        # With COLLAB_METRICS_PORT set, /metrics exists only on that listener
+        # (create_metrics_app), so no route can leak it through the front end.
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     client = static_dir(settings)
     if client is not None:
         # A GET-only route, not a Mount: a Mount would claim every method on every
@@ -234,20 +258,62 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: on_unexpected,
         },
     )
-    app.add_middleware(
-        RequestContext, metrics_of=lambda: getattr(holder.get("rt"), "metrics", None)
-    )
+    app.add_middleware(RequestContext, runtime_of=lambda: holder.get("rt"))
     app.add_middleware(SecurityHeaders)
     return app
 
 
+METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
+
+
+def create_metrics_app() -> ASGIApp:
+    """The ``COLLAB_METRICS_PORT`` listener: ``GET /metrics`` of this
+    process's runtime, 404 for anything else. Started by ``collab serve``
+    next to the HTTP server, in the same process and event loop."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # served with lifespan off: http only
+            return
+        runtime = next(iter(RUNTIMES), None)
+        if scope["path"] != "/metrics" or scope["method"] not in ("GET", "HEAD"):
+            response = api.json({"error": {"code": "not_found", "message": "not found"}}, 404)
+        elif runtime is None:
+            response = api.json(Unavailable("starting").http_body(), 503)
+        else:
+            response = Response(runtime.metrics.render(), media_type=METRICS_MEDIA_TYPE)
+        await response(scope, receive, send)
+
+    return app
+
+
+# The client is a same-origin single-page app: its scripts, styles, the /api
+# calls and the /ws socket all come from this origin ('self' covers same-origin
+# ws:/wss: in CSP level 3 browsers). style-src needs 'unsafe-inline': CodeMirror
+# (style-mod) injects <style> elements for its themes where constructable
+# stylesheets are unavailable, and the editor and React set style attributes;
+# styles cannot run script, and script-src stays 'self' with no inline code or
+# eval. img-src allows data: for the page's empty "data:," icon and the
+# client's inline SVG icons. frame-ancestors 'none' forbids framing
+# (clickjacking); X-Frame-Options says the same to older browsers.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
 class SecurityHeaders:
-    """Basic hardening headers on every HTTP response."""
+    """Hardening headers on every HTTP response, from the app itself, so every
+    deployment path (the chart has no gateway in front) carries them."""
 
     HEADERS = (
+        (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"cross-origin-resource-policy", b"same-origin"),
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"no-referrer"),
+        (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
     )
 
     def __init__(self, app: ASGIApp) -> None:

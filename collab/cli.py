@@ -4,16 +4,79 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from collab.app import drain_runtimes
 from collab.settings import Settings, SettingsError
+
+
+# uvicorn bounds the idle time between requests (timeout_keep_alive) but not
+# the time a client takes to send a request's headers: a slowloris client that
+# trickles a header byte at a time held a connection (its memory and
+# descriptor) for over a minute, and a few hundred of them exhaust a replica
+# that faces clients directly. With HeaderDeadlineH11Protocol a request's
+# headers must be complete within COLLAB_HTTP_HEADER_TIMEOUT_S of the
+# connection opening, or of the first byte of a later request on a kept-alive
+# connection; otherwise the connection is closed. WebSocket upgrades leave the
+# protocol once their headers are in.
+class CollabConfig(uvicorn.Config):
+    """uvicorn's config plus the header deadline (picklable for workers > 1)."""
+
+    def __init__(self, *args: Any, header_timeout_s: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = header_timeout_s
+
+
+class HeaderDeadlineH11Protocol(H11Protocol):
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout_s: float = getattr(config, "header_timeout_s", 10.0)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:
+            # A new request is arriving (or still arriving): its headers are due.
+            if self._header_timer is None and data:
+                self._arm_header_timer()
+        else:
+            self._cancel_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.logger.info(
+                "closing a connection whose request headers were too slow",
+                extra={"event": "slow_headers", "peer": self.client[0] if self.client else None},
+            )
+            self.transport.close()
 
 
 def _settings() -> Settings:
@@ -35,12 +98,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ["COLLAB_" + key] = str(value)
     settings = _settings()
     setup_logging(settings.log_level)
-    config = uvicorn.Config(
+    config = CollabConfig(
         "collab.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # h11 (not httptools) so the header-size bound and the header deadline
+        # below apply when clients reach uvicorn directly (embedded mode).
+        http=HeaderDeadlineH11Protocol,
+        header_timeout_s=settings.http_header_timeout_s,
+        h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        timeout_keep_alive=max(1, round(settings.http_keepalive_s)),
+        # Connections and in-flight requests (WebSockets included); past it
+        # uvicorn answers 503 instead of exhausting descriptors and memory.
+        limit_concurrency=settings.http_max_concurrency,
         ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=False,
@@ -62,8 +134,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         if settings.embedded:
             _print_first_run_hint(settings)
-        server.run()
+        if settings.metrics_port:
+            asyncio.run(_serve_with_metrics(server, settings))
+        else:
+            server.run()
     return 0
+
+
+class _QuietServer(uvicorn.Server):
+    """A second listener in the process: the main server owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_with_metrics(server: uvicorn.Server, settings: Settings) -> None:
+    """The HTTP server and the ``COLLAB_METRICS_PORT`` listener in one event
+    loop; the metrics listener stops when the HTTP server has finished."""
+    from collab.app import create_metrics_app
+
+    metrics = _QuietServer(
+        uvicorn.Config(
+            create_metrics_app(), host=settings.host, port=settings.metrics_port,
+            lifespan="off", log_config=None, access_log=False, server_header=False,
+            timeout_keep_alive=max(1, round(settings.http_keepalive_s)),
+            limit_concurrency=64,
+        )
+    )  # fmt: skip
+    metrics_task = asyncio.create_task(metrics.serve())
+    try:
+        await server.serve()
+    finally:
+        metrics.should_exit = True
+        await metrics_task
 
 
 def _print_first_run_hint(settings: Settings) -> None:

@@ -49,7 +49,7 @@ _STATUS_TEXT = {
     404: "No such resource",
     409: "Conflict (name taken)",
     413: "Body over COLLAB_MAX_BODY_BYTES",
-    429: "Throttled (COLLAB_LOGIN_MAX_FAILURES, COLLAB_LOGIN_MAX_FAILURES_PER_IP)",
+    429: "Throttled: a login brake, a sign-up/login/guest/lookup budget, or the hash queue",
     503: "A backing store is unavailable or the replica is draining",
 }
 
@@ -143,6 +143,16 @@ def _schemas(s: Settings) -> dict[str, Any]:
             username={"type": "string", "maxLength": 40, "pattern": NO_NUL},
             password={"type": "string", "maxLength": 256, "pattern": NO_NUL},
         ),
+        "PasswordChange": _obj(
+            ["current_password", "new_password"],
+            current_password={"type": "string", "maxLength": 256, "pattern": NO_NUL},
+            new_password={
+                "type": "string",
+                "minLength": s.min_password_chars,
+                "maxLength": 256,
+                "pattern": NO_NUL,
+            },
+        ),
         "Registration": _obj(
             ["username", "password"],
             username={"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"},
@@ -227,7 +237,7 @@ def _note_links() -> dict[str, Any]:
     }
 
 
-def _paths() -> dict[str, Any]:
+def _paths(settings: Settings) -> dict[str, Any]:
     note = ("note_id",)
     paths: dict[str, Any] = {
         "/api/config": {"get": _op("Public client settings", 200, "Config", (), public=True)},
@@ -238,21 +248,35 @@ def _paths() -> dict[str, Any]:
         },
         "/api/auth/register": {
             "post": _op(
-                "Create an account (role user)",
+                "Create an account (role user); a taken name is a 400 like a reserved one",
                 201,
                 "TokenReply",
-                (400, 403, 409, 413),
+                (400, 403, 413, 429),
                 body="Registration",
                 public=True,
             )
         },
         "/api/auth/guest": {
-            "post": _op("A read-only guest token", 200, "TokenReply", (403,), public=True)
+            "post": _op("A read-only guest token", 200, "TokenReply", (403, 429), public=True)
         },
-        "/api/auth/refresh": {"post": _op("A fresh token for the caller", 200, "TokenReply", ())},
+        "/api/auth/refresh": {
+            "post": _op("A fresh token for the same sign-in", 200, "TokenReply", ())
+        },
+        "/api/auth/logout": {"post": _op("Sign this token out", 204, None, ())},
+        "/api/auth/password": {
+            "post": _op(
+                "Change one's password; other sessions end",
+                200,
+                "TokenReply",
+                (400, 403, 413, 429),
+                body="PasswordChange",
+            )
+        },
         "/api/me": {"get": _op("The caller", 200, "User", ())},
         "/api/users/lookup": {
-            "get": _op("Find a user by name", 200, "FoundUser", (403, 404), params=("name",))
+            "get": _op(
+                "Find a user by exact name", 200, "FoundUser", (403, 404, 429), params=("name",)
+            )
         },
         "/api/notes": {
             "get": _op("Notes the caller may read", 200, "NoteList", ()),
@@ -349,6 +373,8 @@ def _paths() -> dict[str, Any]:
             }
         },
     }
+    if settings.metrics_port:
+        del paths["/metrics"]  # served on COLLAB_METRICS_PORT only
     for path, methods in paths.items():
         for method, operation in methods.items():
             operation["operationId"] = _operation_id(path, method)
@@ -402,7 +428,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": _paths(settings),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

@@ -4,16 +4,18 @@ brakes and the set of live connections. Built by ``app.py``'s lifespan."""
 
 from __future__ import annotations
 
+import ipaddress
+import time
 from collections.abc import Iterator
 from typing import Protocol
 
 from starlette.requests import HTTPConnection
 
-from collab.auth import Claims, LoginThrottle, TokenCodec
-from collab.errors import Unauthorized
+from collab.auth import Claims, HashPool, LoginThrottle, TokenCodec, TokenDenylist
+from collab.errors import RateLimited, Unauthorized
 from collab.hub import Hub
 from collab.metrics import Metrics
-from collab.protocol import KeyedBuckets, client_address
+from collab.protocol import AuthBudgets, KeyedBuckets, client_address, origin_allowed
 from collab.settings import Settings
 from collab.store.base import Store
 from collab.types import User
@@ -71,11 +73,37 @@ class Runtime:
         self.registry = hub.registry
         self.metrics = metrics
         self.codec = TokenCodec(settings)
-        # Brute-force brakes: tight per account, looser per IP (NAT, shared offices).
-        self.account_throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_s)
-        self.ip_throttle = LoginThrottle(
-            settings.login_max_failures_per_ip, settings.login_lockout_s
+        # Brute-force brakes. The tight one is per (account, address), so a
+        # stranger's guesses do not lock the owner out; the per-account one
+        # trips only far higher (a distributed guesser) and then grows; the
+        # per-address one stops spraying across accounts.
+        lockout, cap = settings.login_lockout_s, settings.login_max_lockout_s
+        self.pair_throttle = LoginThrottle(settings.login_max_failures, lockout)
+        self.account_throttle = LoginThrottle(
+            settings.login_max_failures_per_account, lockout, growth=2.0, max_lockout_s=cap
         )
+        self.ip_throttle = LoginThrottle(settings.login_max_failures_per_ip, lockout)
+        # Budgets checked before any hashing: per client address and global.
+        self.budgets = {
+            "login": AuthBudgets.per_minute(
+                settings.login_per_ip_per_min, settings.login_burst_per_ip,
+                settings.login_per_min, settings.login_burst,
+            ),
+            "register": AuthBudgets.per_minute(
+                settings.register_per_ip_per_min, settings.register_burst_per_ip,
+                settings.register_per_min, settings.register_burst,
+            ),
+            "guest": AuthBudgets.per_minute(
+                settings.guest_per_ip_per_min, settings.guest_burst_per_ip,
+                settings.guest_per_min, settings.guest_burst,
+            ),
+        }  # fmt: skip
+        self.lookup_throttle = KeyedBuckets(
+            settings.lookup_per_user_per_min / 60.0, settings.lookup_burst_per_user
+        )
+        self.hashing = HashPool(settings.hash_workers, settings.hash_queue_max)
+        self.revoked = TokenDenylist()
+        self.allowed_origins = settings.origins()
         self.connect_throttle = KeyedBuckets(
             settings.connect_rate_per_ip_per_s, settings.connect_burst_per_ip
         )
@@ -88,8 +116,14 @@ class Runtime:
 
     async def authenticate(self, token: str) -> Claims:
         """Verify the JWT, then take the role from the database so a role
-        change applies to tokens issued before it."""
+        change applies to tokens issued before it. A signed-out token, a
+        session past its absolute lifetime and a token issued before the
+        password changed are refused."""
         claims = self.codec.verify(token)
+        if claims.token_id in self.revoked:
+            raise Unauthorized("this token was signed out")
+        if self.codec.session_expired(claims):
+            raise Unauthorized("session too old; sign in again")
         if claims.user.role == "guest":
             if not self.settings.allow_guest:
                 raise Unauthorized("guest access is switched off")
@@ -97,7 +131,33 @@ class Runtime:
         record = await self.store.get_user(claims.user.id)
         if record is None:
             raise Unauthorized("unknown user")
-        return Claims(record.user(), claims.expires_at, claims.token_id)
+        # Tokens from before this check existed carry no fingerprint; they
+        # expire within COLLAB_JWT_TTL_S.
+        current = self.codec.password_version(record.password_hash)
+        if claims.password_version and claims.password_version != current:
+            raise Unauthorized("the password was changed; sign in again")
+        return Claims(record.user(), claims.expires_at, claims.token_id, claims.auth_time, current)
+
+    def spend(self, kind: str, address: str) -> None:
+        """Take one from the ``kind`` budget of ``address`` and the global one;
+        ``rate_limited`` (429) when either is empty."""
+        if not self.budgets[kind].take(address, time.monotonic()):
+            self.metrics.rate_limited.labels(kind).inc()
+            raise RateLimited(f"too many {kind} requests; try again later", retry_after_s=1.0)
+
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """A browser's WebSocket may come from the page's own origin (Origin
+        matches the Host it sent) or from ``COLLAB_ALLOWED_ORIGINS``. Without
+        an Origin header the client is not a browser (a browser always sends
+        one on a WebSocket upgrade), and cross-site hijacking needs a browser
+        carrying someone else's credentials: such clients are let through."""
+        return origin_allowed(origin, host, self.allowed_origins)
+
+    def is_loopback(self, conn: HTTPConnection) -> bool:
+        try:
+            return ipaddress.ip_address(self.client_address(conn)).is_loopback
+        except ValueError:
+            return False
 
     def client_address(self, conn: HTTPConnection) -> str:
         peer = conn.client.host if conn.client else "unknown"

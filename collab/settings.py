@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
+import re
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
+
+from collab.protocol import normalise_origin
 
 PREFIX = "COLLAB_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,7 +42,20 @@ class Settings:
     log_level: str = "info"
     static_dir: str = ""
     # Peers whose X-Real-IP header is believed (the gateway); comma-separated CIDRs.
-    trusted_proxies: str = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
+    # Loopback only by default: believing whole private ranges let any pod or
+    # SNATed balancer choose its own address and dodge every per-IP brake.
+    trusted_proxies: str = "127.0.0.0/8,::1/128"
+    # /metrics on its own listener (0 = on the HTTP port, as before).
+    metrics_port: int = 0
+    # /readyz check details for callers that are not on loopback.
+    readyz_details: bool = False
+    # Origins a browser may open /ws from besides the page's own (comma-separated).
+    allowed_origins: str = ""
+    # uvicorn, when it faces clients directly (embedded mode): slow-client bounds.
+    http_header_timeout_s: float = 10.0
+    http_keepalive_s: float = 5.0
+    http_max_header_bytes: int = 16384
+    http_max_concurrency: int = 4096
 
     # --- backends ------------------------------------------------------------
     # Unset database_url -> embedded SQLite at sqlite_path; unset redis_url ->
@@ -75,6 +94,30 @@ class Settings:
     login_max_failures: int = 5
     login_max_failures_per_ip: int = 50
     login_lockout_s: float = 60.0
+    # Per account from every address: much higher, with lockouts that double.
+    login_max_failures_per_account: int = 50
+    login_max_lockout_s: float = 3600.0
+    # Budgets checked before any password hashing (per client address, global).
+    login_per_ip_per_min: float = 60.0
+    login_burst_per_ip: int = 60
+    login_per_min: float = 1200.0
+    login_burst: int = 300
+    register_per_ip_per_min: float = 10.0
+    register_burst_per_ip: int = 20
+    register_per_min: float = 300.0
+    register_burst: int = 100
+    guest_per_ip_per_min: float = 30.0
+    guest_burst_per_ip: int = 60
+    guest_per_min: float = 1200.0
+    guest_burst: int = 300
+    lookup_per_user_per_min: float = 60.0
+    lookup_burst_per_user: int = 30
+    # argon2 runs in this many worker threads; more waiting than the queue
+    # holds are refused with 429 instead of piling up.
+    hash_workers: int = 2
+    hash_queue_max: int = 64
+    # Refresh chains end this long after the password sign-in.
+    session_max_age_s: int = 7 * 24 * 3600
 
     # --- write token -------------------------------------------------------
     heartbeat_ms: int = 5000
@@ -133,7 +176,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        source = os.environ if env is None else env
+        source = _with_secret_files(os.environ if env is None else env)
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             key = PREFIX + f.name.upper()
@@ -203,6 +246,19 @@ class Settings:
             "redis_url",
             "must be a redis:// or rediss:// URL",
         )
+        weak = weak_jwt_secret(self.jwt_secret) if self.jwt_secret else None
+        need(weak is None, "jwt_secret", str(weak))
+        need(
+            not example_secret(self.bootstrap_admin_password),
+            "bootstrap_admin_password",
+            "is a documented example or placeholder; choose a real password",
+        )
+        for name in ("database_url", "database_read_url", "redis_url"):
+            need(
+                not any(example_secret(p) for p in url_passwords(getattr(self, name))),
+                name,
+                "carries a documented example or placeholder password",
+            )
         need(
             bool(self.bootstrap_admin_username) == bool(self.bootstrap_admin_password),
             "bootstrap_admin_password",
@@ -218,6 +274,33 @@ class Settings:
             self.db_pool_max >= self.db_pool_min >= 1, "db_pool_max", "must be >= db_pool_min >= 1"
         )
         need(self.log_level in _LOG_LEVELS, "log_level", f"one of {sorted(_LOG_LEVELS)}")
+        need(0 <= self.metrics_port < 65536, "metrics_port", "must be 0 (off) or a port")
+        need(
+            self.metrics_port != self.port or self.metrics_port == 0,
+            "metrics_port",
+            "must differ from COLLAB_PORT",
+        )
+        need(
+            self.metrics_port == 0 or self.workers == 1,
+            "metrics_port",
+            "needs COLLAB_WORKERS=1 (one process owns the metrics listener)",
+        )
+        need(self.http_max_header_bytes >= 1024, "http_max_header_bytes", "must be at least 1024")
+        need(
+            self.login_max_lockout_s >= self.login_lockout_s,
+            "login_max_lockout_s",
+            "must be at least COLLAB_LOGIN_LOCKOUT_S",
+        )
+        need(
+            self.session_max_age_s >= self.jwt_ttl_s,
+            "session_max_age_s",
+            "must be at least COLLAB_JWT_TTL_S",
+        )
+        need(self.hash_queue_max >= 0, "hash_queue_max", "must not be negative")
+        try:
+            self.origins()
+        except ValueError as exc:
+            raise SettingsError(f"{PREFIX}ALLOWED_ORIGINS: {exc}") from None
         try:
             self.proxy_networks()
         except ValueError as exc:
@@ -226,11 +309,23 @@ class Settings:
             need(getattr(self, name) > 0, name, "must be positive")
 
     def proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """The CIDRs of ``COLLAB_TRUSTED_PROXIES``; commas, with or without spaces."""
         return tuple(
             ipaddress.ip_network(part.strip())
             for part in self.trusted_proxies.split(",")
             if part.strip()
         )
+
+    def origins(self) -> frozenset[str]:
+        """``COLLAB_ALLOWED_ORIGINS`` normalised (``scheme://host[:port]``)."""
+        out = set()
+        for part in self.allowed_origins.split(","):
+            if part.strip():
+                origin = normalise_origin(part.strip())
+                if origin is None:
+                    raise ValueError(f"{part.strip()!r} is not an origin like https://host[:port]")
+                out.add(origin)
+        return frozenset(out)
 
     @property
     def lease_ttl_s(self) -> float:
@@ -238,6 +333,16 @@ class Settings:
 
 
 _SECRET_FIELDS = {"jwt_secret", "bootstrap_admin_password"}
+# Secrets that may instead be read from a file named by ``<KEY>_FILE`` (mounted
+# secrets stay out of the environment, /proc and crash dumps).
+SECRET_FILE_KEYS = (
+    "JWT_SECRET",
+    "DATABASE_URL",
+    "DATABASE_READ_URL",
+    "REDIS_URL",
+    "BOOTSTRAP_ADMIN_PASSWORD",
+)
+
 _ALGORITHMS = {"HS256", "HS384", "HS512"}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
 _POSITIVE = (
@@ -273,6 +378,25 @@ _POSITIVE = (
     "login_max_failures_per_ip",
     "login_lockout_s",
     "token_expiry_grace_s",
+    "login_max_failures_per_account",
+    "login_per_ip_per_min",
+    "login_burst_per_ip",
+    "login_per_min",
+    "login_burst",
+    "register_per_ip_per_min",
+    "register_burst_per_ip",
+    "register_per_min",
+    "register_burst",
+    "guest_per_ip_per_min",
+    "guest_burst_per_ip",
+    "guest_per_min",
+    "guest_burst",
+    "lookup_per_user_per_min",
+    "lookup_burst_per_user",
+    "hash_workers",
+    "http_header_timeout_s",
+    "http_keepalive_s",
+    "http_max_concurrency",
 )
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -304,3 +428,110 @@ def _redact_url(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+def _with_secret_files(source: Mapping[str, str]) -> Mapping[str, str]:
+    """``COLLAB_<KEY>_FILE`` names a file holding ``COLLAB_<KEY>`` (trailing
+    newline ignored); the value then goes through the same validation."""
+    merged = dict(source)
+    for key in SECRET_FILE_KEYS:
+        file_key = f"{PREFIX}{key}_FILE"
+        path = source.get(file_key)
+        if not path:
+            continue
+        if source.get(PREFIX + key):
+            raise SettingsError(f"{file_key}: set either {PREFIX}{key} or {file_key}, not both")
+        try:
+            value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(
+                f"{file_key}: cannot read {path!r} ({exc.__class__.__name__})"
+            ) from None
+        if not value.strip():
+            raise SettingsError(f"{file_key}: {path!r} is empty")
+        merged[PREFIX + key] = value
+    return merged
+
+
+# --- guessable secrets ---------------------------------------------------------
+# A placeholder that works is a credential everyone knows: with the compose
+# example unchanged, the example admin password logged in and the example JWT
+# key forged admin tokens. So documented examples, anything carrying the
+# CHANGE_ME marker, and JWT keys with too little entropy stop the process.
+# Any value carrying the placeholder marker is an unedited example.
+_PLACEHOLDER = re.compile(r"change[_-]?me", re.IGNORECASE)
+
+# Examples earlier releases documented; refused even if someone drops the marker.
+EXAMPLE_SECRETS = frozenset({
+    "change-me-jwt-secret-at-least-32-characters-long",
+    "change-me-postgres-password",
+    "change-me-replication-password",
+    "change-me-admin-password",
+    "change-me-to-a-random-string-of-at-least-32-chars",
+    "change-me",
+})  # fmt: skip
+
+# An estimate, not a proof: 48 random hex characters score at least about 160
+# bits, 48 random alphanumerics about 215, `openssl rand -hex 16` (32 hex
+# characters) about 99 in the worst of 2,000 draws, 110 typically.
+MIN_JWT_SECRET_BITS = 96.0
+MIN_JWT_SECRET_DISTINCT = 10
+
+
+def example_secret(value: str) -> bool:
+    """True for a documented example or anything carrying the CHANGE_ME marker."""
+    return bool(_PLACEHOLDER.search(value)) or value.strip().lower() in EXAMPLE_SECRETS
+
+
+def estimated_bits(value: str) -> float:
+    """Empirical Shannon entropy of the characters times the length. It
+    underestimates a truly random key a little and overestimates English
+    prose; the repetition check below catches the obvious patterns it misses."""
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    n = len(value)
+    per_char = -sum(c / n * math.log2(c / n) for c in counts.values())
+    return per_char * n
+
+
+def _repeats(value: str) -> bool:
+    """True when the value is a shorter string repeated (``abcabcabc``)."""
+    n = len(value)
+    return any(n % p == 0 and value[:p] * (n // p) == value for p in range(1, n // 2 + 1))
+
+
+def weak_jwt_secret(value: str) -> str | None:
+    """Why ``value`` is unfit as the HMAC key, or None."""
+    if example_secret(value):
+        return "is a documented example or placeholder; generate a random one"
+    if len(set(value)) < MIN_JWT_SECRET_DISTINCT or _repeats(value):
+        return "is too repetitive; use e.g. 48 random hex characters (openssl rand -hex 24)"
+    bits = estimated_bits(value)
+    if bits < MIN_JWT_SECRET_BITS:
+        return (
+            f"has too little entropy (about {bits:.0f} bits, need {MIN_JWT_SECRET_BITS:.0f}); "
+            "use e.g. 48 random hex characters (openssl rand -hex 24)"
+        )
+    return None
+
+
+def url_passwords(url: str) -> list[str]:
+    """Passwords inside a connection URL (decoded): ``user:password@`` in the
+    authority and any ``password=`` query parameter (libpq and redis-py read both)."""
+    found: list[str] = []
+    if "://" not in url:
+        return found
+    rest = url.split("://", 1)[1]
+    authority, _, tail = rest.partition("/")
+    authority, _, query = authority.partition("?")
+    query = query or tail.partition("?")[2]
+    if "@" in authority:
+        creds = authority.rsplit("@", 1)[0]
+        if ":" in creds:
+            found.append(unquote(creds.split(":", 1)[1]))
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() == "password" and value:
+            found.append(unquote(value))
+    return found

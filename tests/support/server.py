@@ -25,6 +25,15 @@ FAST_LEASES = {
     "COLLAB_RECONCILE_INTERVAL_S": "0.4",
 }
 
+# The suites sign up, sign in and mint guests by the hundred from loopback;
+# the per-address and global budgets that stop sign-up floods would refuse
+# them. Tests of those budgets pass their own values.
+TEST_BUDGETS = {
+    f"COLLAB_{kind}_{limit}": "100000"
+    for kind in ("LOGIN", "REGISTER", "GUEST")
+    for limit in ("PER_IP_PER_MIN", "BURST_PER_IP", "PER_MIN", "BURST")
+} | {"COLLAB_LOOKUP_PER_USER_PER_MIN": "100000", "COLLAB_LOOKUP_BURST_PER_USER": "100000"}
+
 
 @dataclass
 class ServerProcess:
@@ -108,6 +117,7 @@ def embedded_env(tmp: Path, **extra: str) -> dict[str, str]:
         "COLLAB_SQLITE_PATH": str(tmp / "collab.db"),
         "COLLAB_JWT_SECRET": JWT_SECRET,
         **FAST_LEASES,
+        **TEST_BUDGETS,
         **extra,
     }
 
@@ -119,5 +129,6 @@ def distributed_env(database_url: str, redis_url: str, prefix: str, **extra: str
         "COLLAB_REDIS_PREFIX": prefix,
         "COLLAB_JWT_SECRET": JWT_SECRET,
         **FAST_LEASES,
+        **TEST_BUDGETS,
         **extra,
     }
