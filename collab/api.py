@@ -33,6 +33,7 @@ from collab.types import GRANTS, ROLES, VISIBILITIES, Access, Note, User, Visibi
 
 if TYPE_CHECKING:
     from collab.runtime import Runtime
+    from collab.settings import Settings
 
 
 log = logging.getLogger("collab.auth")
@@ -171,6 +172,7 @@ RESERVED_NAMES = frozenset({
     "admin", "administrator", "root", "system", "collab", "support", "security", "guest",
 })  # fmt: skip
 _UNAVAILABLE_NAME = "this username is not available; choose another"
+PASSWORD_PATH = "/api/auth/password"
 
 
 def _token_reply(
@@ -252,12 +254,12 @@ async def register(request: Request) -> Response:
     # the same time as a success, so the answer's timing tells nothing more.
     password_hash = await rt.hashing.hash(password)
     if name.lower() in RESERVED_NAMES:
-        raise BadRequest(_UNAVAILABLE_NAME)
+        raise Conflict(_UNAVAILABLE_NAME)
     try:
         record = await rt.store.create_user(name, password_hash, "user")
     except Conflict:
         auth_event(request, "register_name_taken", username=name)
-        raise BadRequest(_UNAVAILABLE_NAME) from None
+        raise Conflict(_UNAVAILABLE_NAME) from None
     return _token_reply(
         request, record.user(), 201, password_version=rt.codec.password_version(password_hash)
     )
@@ -295,6 +297,21 @@ async def logout(request: Request) -> Response:
 
 class PasswordStore(Protocol):
     async def set_password(self, user_id: str, password_hash: str) -> None: ...
+
+
+def can_change_passwords(settings: Settings) -> bool:
+    """Whether the configured store can write a new password hash; without
+    that the password route is not served (nor documented)."""
+    from collab.store import PostgresStore, SqliteStore
+
+    return hasattr(PostgresStore if settings.database_url else SqliteStore, "set_password")
+
+
+def routes_for(settings: Settings) -> list[Route]:
+    """``ROUTES`` less those the configured store cannot serve."""
+    if can_change_passwords(settings):
+        return list(ROUTES)
+    return [r for r in ROUTES if r.path != PASSWORD_PATH]
 
 
 async def change_password(request: Request) -> Response:
@@ -542,7 +559,7 @@ ROUTES = [
     route("/api/auth/guest", POST=guest),
     route("/api/auth/refresh", POST=refresh),
     route("/api/auth/logout", POST=logout),
-    route("/api/auth/password", POST=change_password),
+    route(PASSWORD_PATH, POST=change_password),
     route("/api/me", GET=me),
     route("/api/users/lookup", GET=lookup_user),
     route("/api/notes", GET=list_notes, POST=create_note),

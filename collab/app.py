@@ -210,7 +210,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return Response(rt.metrics.render(), media_type=METRICS_MEDIA_TYPE)
 
     routes: list[Any] = [
-        *api.ROUTES,
+        *api.routes_for(settings),
         openapi.ROUTE,
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

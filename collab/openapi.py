@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from collab.api import routes_for
 from collab.settings import Settings
 from collab.types import GRANTS, ROLES, VISIBILITIES
 
@@ -47,7 +48,7 @@ _STATUS_TEXT = {
     401: "Missing, invalid or expired token, or wrong credentials",
     403: "Not allowed for this role or note, or switched off",
     404: "No such resource",
-    409: "Conflict (name taken)",
+    409: "Conflict (name not available: taken or reserved)",
     413: "Body over COLLAB_MAX_BODY_BYTES",
     429: "Throttled: a login brake, a sign-up/login/guest/lookup budget, or the hash queue",
     503: "A backing store is unavailable or the replica is draining",
@@ -248,10 +249,10 @@ def _paths(settings: Settings) -> dict[str, Any]:
         },
         "/api/auth/register": {
             "post": _op(
-                "Create an account (role user); a taken name is a 400 like a reserved one",
+                "Create an account (role user); a taken name is a 409 like a reserved one",
                 201,
                 "TokenReply",
-                (400, 403, 413, 429),
+                (400, 403, 409, 413, 429),
                 body="Registration",
                 public=True,
             )
@@ -375,6 +376,10 @@ def _paths(settings: Settings) -> dict[str, Any]:
     }
     if settings.metrics_port:
         del paths["/metrics"]  # served on COLLAB_METRICS_PORT only
+    served = {route.path for route in routes_for(settings)}
+    for path in [p for p in paths if p.startswith("/api/") and p != "/api/openapi.json"]:
+        if path not in served:
+            del paths[path]
     for path, methods in paths.items():
         for method, operation in methods.items():
             operation["operationId"] = _operation_id(path, method)

@@ -279,14 +279,20 @@ async def test_login_throttled_then_recovers(world: World) -> None:
     assert r.status_code == 200
 
 
-async def test_duplicate_username_conflict(world: World) -> None:
+async def test_duplicate_username_is_refused_like_a_reserved_one(world: World) -> None:
+    """A taken name is refused, but with the answer a reserved name gets, so
+    the refusal alone does not prove that an account exists."""
     anon = Api(world.server.url)
     r = await anon.call(
         "POST",
         "/api/auth/register",
         {"username": world.owner.user["name"], "password": "pw-123456789"},
     )
-    assert r.status_code == 409
+    reserved = await anon.call(
+        "POST", "/api/auth/register", {"username": "root", "password": "pw-123456789"}
+    )
+    assert r.status_code == reserved.status_code == 409
+    assert r.json() == reserved.json()
 
 
 async def test_health_and_metrics(world: World) -> None:

@@ -18,7 +18,7 @@ OPERATIONAL = {("/livez", "get"), ("/readyz", "get"), ("/metrics", "get")}
 
 def _served() -> set[tuple[str, str]]:
     out = set(OPERATIONAL)
-    for route in [*api.ROUTES, ROUTE]:
+    for route in [*api.routes_for(Settings()), ROUTE]:
         assert isinstance(route, Route)
         for method in route.methods or ():
             if method != "HEAD":  # Starlette adds HEAD to every GET route
