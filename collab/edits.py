@@ -107,15 +107,24 @@ class EditFeed:
                 self.hub.settings.max_note_chars, holder=peer.session,
             )  # fmt: skip
         except Exception as exc:
+            if getattr(exc, "code", "") == "forbidden":
+                # A holder that may no longer write gives the token up now.
+                self.hub.spawn(self.hub.tokens.fence_if_unauthorised(peer, msg.note))
             if getattr(exc, "code", "") == "fenced":
                 self.hub.metrics.fenced_writes.inc()
                 self.hub.spawn(self.hub.audit(msg.note, "fenced_write", peer.session, peer.user.id,
                                       msg.fence))  # fmt: skip
             raise
+        # Read with no await since the commit: the timeline it committed on.
+        timeline = self.hub.store.timeline
         self.hub.metrics.edit_commit.observe(time.perf_counter() - started)
         ack = {"type": "ack", "rid": msg.rid, "note": msg.note, "op": msg.op,
                "version": result.version}  # fmt: skip
         if result.duplicate:
+            if result.version == msg.base + 1:
+                # A retry after a lost answer: the writer had ``base`` and now
+                # knows its own edit, so that version is delivered to it.
+                await self.mark_delivered(peer, msg.note, result.version)
             return ack
         self.hub.metrics.edits.inc()
         record = EditRecord(msg.note, result.version, msg.op, msg.payload, peer.user, utc_now())
@@ -124,10 +133,25 @@ class EditFeed:
         await self.deliver(msg.note, result.version, encode(frame), time.time(), "local",
                            writer=peer)  # fmt: skip
         await self.hub.publish({"t": "edited", "note": msg.note, "version": result.version,
-                             "frame": frame, "ts": time.time()})  # fmt: skip
+                             "frame": frame, "ts": time.time(), "tl": timeline})  # fmt: skip
         if result.version % self.hub.settings.revision_every_versions == 0:
             self.hub.spawn(self.save_revision(msg.note, peer.user.id))
         return ack
+
+    async def mark_delivered(self, peer: Peer, note_id: str, version: int) -> None:
+        async with self.serialised(note_id):
+            if note_id in peer.subs:
+                peer.subs[note_id] = max(peer.subs[note_id], version)
+
+    async def resnapshot(self, note_id: str) -> None:
+        """Send every local subscriber of the note a fresh snapshot: after a
+        failover that may have lost the newest writes, the versions they hold
+        may not exist any more, so their positions in the log mean nothing."""
+        async with self.serialised(note_id):
+            self.hub.note_version.pop(note_id, None)
+            for peer in list(self.hub.note_peers.get(note_id, ())):
+                with contextlib.suppress(NotFound, Forbidden):
+                    await self._snapshot_locked(peer, note_id, None)
 
     async def save_revision(self, note_id: str, by_id: str | None) -> None:
         with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to keep

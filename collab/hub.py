@@ -70,6 +70,7 @@ class Hub:
         self.revocations = Revocations(self)
         self.draining = False
         self._timeline_changes = store.timeline_changes  # failovers acted on (rule 10)
+        self._resnapshot: set[str] = set()  # notes owed a snapshot after a failover
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -161,7 +162,12 @@ class Hub:
         for note_id in await self.registry.notes(session):
             view = await self.leases.view(note_id)
             if isinstance(view, LeaseView) and view.session == session:
-                if await self.leases.renew(note_id, session, view.fence):
+                # The lease counts only if the database gave this session its
+                # fence (rule 1): a grant whose commit failed may have left
+                # its lease behind.
+                if await self.store.get_token(note_id) != (view.fence, session):
+                    await self.leases.drop(note_id, session, view.fence)
+                elif await self.leases.renew(note_id, session, view.fence):
                     self.tokens.adopt_hold(session, note_id, view.fence)
                     continue
             elif await self.leases.renew_waiter(note_id, session):
@@ -321,6 +327,10 @@ class Hub:
         kind = event.get("t")
         note_id = str(event.get("note", ""))
         if kind == "edited":
+            if int(event.get("tl", 0)) < self.store.timeline:
+                # Committed on a timeline a failover left behind: that write
+                # may be lost, and versions are counted afresh (rule 10).
+                return
             if event.get("replica") != self.replica_id or local:
                 frame = event["frame"]
                 await self.edits.deliver(note_id, int(event["version"]), encode(frame),
@@ -394,6 +404,7 @@ class Hub:
         or a re-acquire would hand back the same fence without advancing it on
         the new primary. Runs on every tick."""
         await self.share_timeline()
+        await self._resnapshot_pending()
         timeline_changes = self.store.timeline_changes
         if timeline_changes <= self._timeline_changes:
             return
@@ -402,11 +413,26 @@ class Hub:
         held = [(s, n, h.fence) for s, notes in self.tokens.held.items()
                 for n, h in notes.items()]  # fmt: skip
         await self.tokens.on_reset()
+        self._resnapshot.update(self.note_peers)
+        await self._resnapshot_pending()
         for session, note_id, fence in held:
             try:
                 await self.leases.drop(note_id, session, fence)
             except Exception:  # the lease then simply expires
                 log.warning("could not drop a voided lease", extra={"note": note_id})
+
+    async def _resnapshot_pending(self) -> None:
+        """Subscribers of notes not yet sent a fresh snapshot since a failover;
+        a failure leaves the note pending for the next tick."""
+        for note_id in list(self._resnapshot):
+            if note_id not in self.note_peers:
+                self._resnapshot.discard(note_id)
+                continue
+            try:
+                await self.edits.resnapshot(note_id)
+                self._resnapshot.discard(note_id)
+            except Exception:
+                log.warning("resnapshot after failover failed", extra={"note": note_id})
 
     async def _reconcile(self, full: bool) -> None:
         if full:  # push everything again even if it looks unchanged
@@ -415,13 +441,16 @@ class Hub:
             log.warning("lock service lost its data; all leases are void (rule 8)")
             await self.tokens.on_reset()
         await self.tokens.poll()
+        await self.tokens.recheck_access()
         for note_id in list(self.note_peers):
             self.fanout.refresh(note_id, "lock")
             self.fanout.refresh(note_id, "presence")
             note = await self.store.get_note(note_id)
             if note is None:
                 continue
-            known = self.note_version.get(note_id)
-            if known is not None and note.version > known:
-                self.note_version[note_id] = note.version
+            if note_id in self.note_peers:
+                # Also when the version is known here: a catch-up that failed
+                # half way left sockets behind it (rule 7).
+                known = self.note_version.get(note_id, -1)
+                self.note_version[note_id] = max(known, note.version)
                 await self.edits.catch_up(note_id)

@@ -9,6 +9,7 @@ reported after ``store.advance_fence`` committed it (rule 1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -123,7 +124,8 @@ class Tokens:
             result = await self.leases.try_acquire(note_id, session, user, wait)
             if result.kind != "granted":
                 return result.kind, result.position
-            if result.already and note_id in self.held.get(session, {}):
+            held = self.held.get(session, {}).get(note_id)
+            if result.already and held is not None and held.fence == result.fence:
                 return "granted", result.fence
             if self.settings.fault_stall_after_grant_s:  # test-only fault window
                 await asyncio.sleep(self.settings.fault_stall_after_grant_s)
@@ -132,8 +134,8 @@ class Tokens:
                 # replica must find the token (rule 9). An entry for a grant
                 # that then fails is harmless: adoption checks the lease.
                 await self.hub.registry.add_note(session, note_id)
-                advance = await self.store.advance_fence(note_id, result.fence, session)
-            except NotFound:
+                advance = await self.store.advance_fence(note_id, result.fence, session, user)
+            except (NotFound, Forbidden):
                 await self._give_back(note_id, session, result.fence, user, keep_place=False)
                 raise
             except Exception:
@@ -257,6 +259,9 @@ class Tokens:
         except NotFound:
             await self.drop_waiter(session, note_id, "the note was deleted")
             return
+        except Forbidden:  # access went away after the check above
+            await self.drop_waiter(session, note_id, "you can no longer write to this note")
+            return
         except Exception:
             log.warning("waiter grant failed", extra={"note": note_id}, exc_info=True)
             self._schedule_retry(session, note_id)
@@ -371,6 +376,31 @@ class Tokens:
         await self.hub.audit(note_id, "revoked", "", actor.id, fence, f"by {actor.name}")
         await self.hub.lock_changed(note_id, "revoked", fence=fence)
         return fence
+
+    async def recheck_access(self) -> None:
+        """Holders whose write access went away (an access event may have
+        been lost) are fenced out, so nobody who may not write keeps a
+        token alive with heartbeats while others wait (rule 2)."""
+        for session, notes in list(self.held.items()):
+            peer = self.hub.peers.get(session)
+            if peer is None:
+                continue
+            for note_id in list(notes):
+                await self.fence_if_unauthorised(peer, note_id)
+
+    async def fence_if_unauthorised(self, peer: Peer, note_id: str) -> None:
+        try:
+            allowed = can_write(await self.hub.current_access(peer.user, note_id))
+        except NotFound:
+            allowed = False
+        if allowed or note_id not in self.held.get(peer.session, {}):
+            return
+        view = await self.leases.view(note_id)
+        if getattr(view, "session", None) != peer.session:
+            return  # not ours any more: nothing to fence
+        log.info("holder lost write access; fencing it out", extra={"note": note_id})
+        with contextlib.suppress(NotFound):
+            await self.revoke(peer.user, note_id)
 
     async def lose(self, session: str, note_id: str, reason: LossReason) -> None:
         held = self.held.get(session, {}).get(note_id)

@@ -193,9 +193,15 @@ class Store(ABC):
 
     # -- write token and edits --------------------------------------------------
     @abstractmethod
-    async def advance_fence(self, note_id: str, fence: int, holder: str) -> FenceAdvance:
+    async def advance_fence(
+        self, note_id: str, fence: int, holder: str, writer: User
+    ) -> FenceAdvance:
         """``UPDATE notes SET fence=$fence, fence_holder=$holder WHERE id=$note
-        AND fence<$fence``: the fence now belongs to session ``holder``.
+        AND fence<$fence``: the fence now belongs to session ``holder`` of user
+        ``writer``. ``Forbidden`` (and nothing changes) when ``writer`` may
+        not write the note now, judged from the stored role, owner and grant
+        in the same transaction: nobody who may not write is granted, even
+        if the access changed after the caller last looked (rule 2).
 
         ``raised`` is True only if this statement moved the fence: a grant
         counts only then (rule 1). Another statement that raised it to the
@@ -212,6 +218,12 @@ class Store(ABC):
     @abstractmethod
     async def get_fence(self, note_id: str) -> int:
         """``NotFound`` if the note does not exist."""
+
+    @abstractmethod
+    async def get_token(self, note_id: str) -> tuple[int, str]:
+        """The current fence and the session it was granted to ('' if none):
+        a lease counts only when the database agrees (rule 1). ``NotFound``
+        if the note does not exist."""
 
     @abstractmethod
     async def commit_edit(

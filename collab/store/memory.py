@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from collab.errors import Conflict, NotFound
+from collab.access import can_write
+from collab.errors import Conflict, Forbidden, NotFound
 from collab.store import rows
 from collab.store.base import FAILOVER_FENCE_STEP, CommitResult, FenceAdvance, LockEvent, Store
 from collab.store.checks import check_edit, check_stored_role, stored_writer_access
 from collab.textops import apply_payload
 from collab.types import (
+    Access,
     EditPayload,
     EditRecord,
     Grant,
@@ -92,9 +94,8 @@ class MemoryStore(Store):
         if self.timeline_number in t.fenced_timelines:
             return
         t.fenced_timelines.add(self.timeline_number)
-        for row in t.notes.values():
-            if row.note.fence > 0:
-                row.note = replace(row.note, fence=row.note.fence + FAILOVER_FENCE_STEP)
+        for row in t.notes.values():  # fence 0 too: a lost first grant had fence 1
+            row.note = replace(row.note, fence=row.note.fence + FAILOVER_FENCE_STEP)
 
     # -- users --------------------------------------------------------------------
     async def create_user(self, name: str, password_hash: str, role: Role) -> UserRecord:
@@ -214,9 +215,13 @@ class MemoryStore(Store):
         return sorted(found, key=lambda pair: rows.name_key(pair[0].name))
 
     # -- write token and edits ------------------------------------------------------
-    async def advance_fence(self, note_id: str, fence: int, holder: str) -> FenceAdvance:
+    async def advance_fence(
+        self, note_id: str, fence: int, holder: str, writer: User
+    ) -> FenceAdvance:
         self._fence_new_timeline()
         row = self._row(note_id)
+        if not can_write(self._access_now(row.note, writer.id)):
+            raise Forbidden("you cannot write to this note")
         if row.note.fence < fence:  # rule 1: only ever raise it
             row.note = replace(row.note, fence=fence)
             row.holder = holder
@@ -230,8 +235,18 @@ class MemoryStore(Store):
         row.holder = ""
         return row.note.fence
 
+    def _access_now(self, note: Note, user_id: str) -> Access | None:
+        stored = self.tables.users.get(user_id)
+        grant = self.tables.access.get((note.id, user_id))
+        role = stored.role if stored else None
+        return stored_writer_access(user_id, role, note.owner_id, note.visibility, grant)
+
     async def get_fence(self, note_id: str) -> int:
         return self._row(note_id).note.fence
+
+    async def get_token(self, note_id: str) -> tuple[int, str]:
+        row = self._row(note_id)
+        return row.note.fence, row.holder
 
     async def commit_edit(
         self,
@@ -249,7 +264,6 @@ class MemoryStore(Store):
         t = self.tables
         row = self._row(note_id)
         note = row.note
-        stored = t.users.get(by.id)
         digest = rows.payload_hash(payload)
         original = check_edit(
             fence=fence,
@@ -260,13 +274,7 @@ class MemoryStore(Store):
             current_version=note.version,
             logged=t.ops.get((note_id, op)),
             payload_hash=digest,
-            access=stored_writer_access(
-                by.id,
-                stored.role if stored else None,
-                note.owner_id,
-                note.visibility,
-                t.access.get((note_id, by.id)),
-            ),
+            access=self._access_now(note, by.id),
         )
         if original is not None:
             return CommitResult(original, duplicate=True, content=note.content)

@@ -12,7 +12,7 @@ import logging
 import asyncpg
 
 from collab.access import can_write
-from collab.errors import CollabError, Conflict, Fenced, NotFound
+from collab.errors import CollabError, Conflict, Fenced, Forbidden, NotFound
 from collab.store import rows
 from collab.store.base import FAILOVER_FENCE_STEP, CommitResult, FenceAdvance, LockEvent, Store
 from collab.store.checks import check_edit, check_stored_role, stored_writer_access
@@ -299,23 +299,30 @@ class PostgresStore(Store):
         return [(rows.user_record(r), r["access"]) for r in found]
 
     # -- write token and edits --------------------------------------------------
-    async def advance_fence(self, note_id: str, fence: int, holder: str) -> FenceAdvance:
+    async def advance_fence(
+        self, note_id: str, fence: int, holder: str, writer: User
+    ) -> FenceAdvance:
         async with self.pools.transaction() as conn:
             await self._fence_new_timeline(conn)
-            # Rule 1: only ever raise the fence, and only a row this statement
-            # changed counts as raised.
-            stored = await conn.fetchval(
-                "UPDATE notes SET fence = $2, fence_holder = $3 WHERE id = $1 AND fence < $2"
-                " RETURNING fence",
+            note = await conn.fetchrow(_LOCK_NOTE_FOR_EDIT, note_id, writer.id)
+            if note is None:
+                raise NotFound("note not found")
+            access = stored_writer_access(
+                writer.id, note["role"], note["owner_id"], note["visibility"],
+                rows.grant(note["access"]),
+            )  # fmt: skip
+            if not can_write(access):
+                raise Forbidden("you cannot write to this note")
+            # Rule 1: only ever raise the fence; the row is locked, so the
+            # value read is the value compared.
+            current = int(note["fence"])
+            if current >= fence:
+                return FenceAdvance(raised=False, fence=current)
+            await conn.execute(
+                "UPDATE notes SET fence = $2, fence_holder = $3 WHERE id = $1",
                 note_id, fence, holder,
             )  # fmt: skip
-            if stored is not None:
-                return FenceAdvance(raised=True, fence=int(stored))
-            # A fresh statement sees any concurrent raise that made ours skip the row.
-            current = await conn.fetchval("SELECT fence FROM notes WHERE id = $1", note_id)
-        if current is None:
-            raise NotFound("note not found")
-        return FenceAdvance(raised=False, fence=int(current))
+        return FenceAdvance(raised=True, fence=fence)
 
     async def bump_fence(self, note_id: str, at_least: int) -> int:
         async with self.pools.transaction() as conn:
@@ -347,7 +354,9 @@ class PostgresStore(Store):
         )
         if inserted is not None:
             moved = await conn.execute(
-                "UPDATE notes SET fence = fence + $1 WHERE fence > 0", FAILOVER_FENCE_STEP
+                # Every note, fence 0 included: a lost first grant had fence 1.
+                "UPDATE notes SET fence = fence + $1",
+                FAILOVER_FENCE_STEP,
             )
             log.warning("new database timeline %d: fences moved (%s)", timeline, moved)
         self._fenced_timeline = timeline
@@ -358,6 +367,15 @@ class PostgresStore(Store):
         if value is None:
             raise NotFound("note not found")
         return int(value)
+
+    async def get_token(self, note_id: str) -> tuple[int, str]:
+        async with self.pools.primary() as conn:
+            row = await conn.fetchrow(
+                "SELECT fence, fence_holder FROM notes WHERE id = $1", note_id
+            )
+        if row is None:
+            raise NotFound("note not found")
+        return int(row["fence"]), str(row["fence_holder"])
 
     async def commit_edit(
         self,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from collab.errors import Conflict, Fenced, NotFound
+from collab.access import can_write
+from collab.errors import Conflict, Fenced, Forbidden, NotFound
 from collab.store import rows
 from collab.store.base import CommitResult, FenceAdvance, LockEvent, Store
 from collab.store.checks import check_edit, check_stored_role, stored_writer_access
@@ -246,20 +247,29 @@ class SqliteStore(Store):
         return [(rows.user_record(r), r["access"]) for r in found]
 
     # -- write token and edits --------------------------------------------------
-    async def advance_fence(self, note_id: str, fence: int, holder: str) -> FenceAdvance:
+    async def advance_fence(
+        self, note_id: str, fence: int, holder: str, writer: User
+    ) -> FenceAdvance:
         async with self.db.write() as conn:
-            # Rule 1: only ever raise the fence, and only a row this statement
-            # changed counts as raised.
-            raised = await fetch_one(
+            note = await fetch_one(conn, _NOTE_FOR_EDIT, [writer.id, writer.id, note_id])
+            if note is None:
+                raise NotFound("note not found")
+            access = stored_writer_access(
+                writer.id, note["role"], note["owner_id"], note["visibility"],
+                rows.grant(note["access"]),
+            )  # fmt: skip
+            if not can_write(access):
+                raise Forbidden("you cannot write to this note")
+            # Rule 1: only ever raise the fence (BEGIN IMMEDIATE holds the row).
+            current = int(note["fence"])
+            if current >= fence:
+                return FenceAdvance(raised=False, fence=current)
+            await execute(
                 conn,
-                "UPDATE notes SET fence = ?, fence_holder = ? WHERE id = ? AND fence < ?"
-                " RETURNING fence",
-                [fence, holder, note_id, fence],
+                "UPDATE notes SET fence = ?, fence_holder = ? WHERE id = ?",
+                [fence, holder, note_id],
             )
-            row = raised or await fetch_one(conn, "SELECT fence FROM notes WHERE id = ?", [note_id])
-        if row is None:
-            raise NotFound("note not found")
-        return FenceAdvance(raised=raised is not None, fence=int(row["fence"]))
+        return FenceAdvance(raised=True, fence=fence)
 
     async def bump_fence(self, note_id: str, at_least: int) -> int:
         async with self.db.write() as conn:
@@ -279,6 +289,15 @@ class SqliteStore(Store):
         if row is None:
             raise NotFound("note not found")
         return int(row["fence"])
+
+    async def get_token(self, note_id: str) -> tuple[int, str]:
+        async with self.db.read() as conn:
+            row = await fetch_one(
+                conn, "SELECT fence, fence_holder FROM notes WHERE id = ?", [note_id]
+            )
+        if row is None:
+            raise NotFound("note not found")
+        return int(row["fence"]), str(row["fence_holder"])
 
     async def commit_edit(
         self,

@@ -90,13 +90,13 @@ class Model:
 async def run_sequence(store: Store, initial: str, steps: list[Step]) -> None:
     owner = (await store.create_user("p" + uuid.uuid4().hex[:12], "not-a-hash", "user")).user()
     note = await store.create_note(owner.id, "prop", initial, "private")
-    assert (await store.advance_fence(note.id, 1, HOLDER)).fence == 1
+    assert (await store.advance_fence(note.id, 1, HOLDER, owner)).fence == 1
     model = Model(initial)
     sent: list[tuple[str, EditPayload]] = []
     for kind, fence_pick, base_pick, op_pick, index, payload in steps:
         if kind == "advance":
             target = model.fence + (index % 3) - 1  # lower, equal or higher: only raises
-            advance = await store.advance_fence(note.id, target, HOLDER)
+            advance = await store.advance_fence(note.id, target, HOLDER, owner)
             expected = FenceAdvance(raised=target > model.fence, fence=max(model.fence, target))
             assert advance == expected
             model.fence = max(model.fence, target)

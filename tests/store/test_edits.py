@@ -22,7 +22,7 @@ async def _ready(store: Store, content: str = "hello") -> tuple[User, str]:
     """An owner and a note whose fence is 1."""
     owner = await make_user(store, "writer")
     note = await make_note(store, owner, content)
-    assert (await store.advance_fence(note.id, 1, HOLDER)).fence == 1
+    assert (await store.advance_fence(note.id, 1, HOLDER, owner)).fence == 1
     return owner, note.id
 
 
@@ -30,16 +30,20 @@ async def test_advance_fence_only_increases(store: Store) -> None:
     owner = await make_user(store, "o")
     note = await make_note(store, owner)
     assert await store.get_fence(note.id) == 0
-    assert await store.advance_fence(note.id, 5, HOLDER) == FenceAdvance(raised=True, fence=5)
+
+    async def advance(fence: int) -> FenceAdvance:
+        return await store.advance_fence(note.id, fence, HOLDER, owner)
+
+    assert await advance(5) == FenceAdvance(raised=True, fence=5)
     # lower: unchanged, current returned
-    assert await store.advance_fence(note.id, 3, HOLDER) == FenceAdvance(raised=False, fence=5)
+    assert await advance(3) == FenceAdvance(raised=False, fence=5)
     # equal: unchanged, and not raised by this call (rule 1: it must not count)
-    assert await store.advance_fence(note.id, 5, HOLDER) == FenceAdvance(raised=False, fence=5)
+    assert await advance(5) == FenceAdvance(raised=False, fence=5)
     assert await store.get_fence(note.id) == 5
-    assert await store.advance_fence(note.id, 6, HOLDER) == FenceAdvance(raised=True, fence=6)
+    assert await advance(6) == FenceAdvance(raised=True, fence=6)
     assert (await store.get_note(note.id)).fence == 6  # type: ignore[union-attr]
     with pytest.raises(NotFound):
-        await store.advance_fence("0" * 32, 1, HOLDER)
+        await store.advance_fence("0" * 32, 1, HOLDER, owner)
     with pytest.raises(NotFound):
         await store.get_fence("0" * 32)
 
@@ -74,7 +78,7 @@ async def test_commit_missing_note(store: Store) -> None:
 
 async def test_commit_fenced_lower_and_higher(store: Store) -> None:
     owner, note_id = await _ready(store)
-    await store.advance_fence(note_id, 2, HOLDER)
+    await store.advance_fence(note_id, 2, HOLDER, owner)
     with pytest.raises(Fenced):  # a stale token
         await store.commit_edit(note_id, 1, 0, "op-a", insert(0, "x"), owner, MAX, holder=HOLDER)
     with pytest.raises(Fenced):  # a token never made durable: equality, not <=
@@ -96,7 +100,7 @@ async def test_commit_stale_reports_current_version(store: Store) -> None:
 async def test_fence_is_checked_before_version(store: Store) -> None:
     owner, note_id = await _ready(store)
     await store.commit_edit(note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX, holder=HOLDER)
-    await store.advance_fence(note_id, 2, HOLDER)
+    await store.advance_fence(note_id, 2, HOLDER, owner)
     with pytest.raises(Fenced):
         await store.commit_edit(note_id, 1, 0, "op-2", insert(0, "b"), owner, MAX, holder=HOLDER)
 
@@ -109,7 +113,7 @@ async def test_duplicate_op_same_payload_returns_original_version(store: Store) 
     await store.commit_edit(note_id, 1, 1, "op-2", insert(1, "b"), owner, MAX, holder=HOLDER)
     # A retry after a lost ack: even with a stale base and a newer fence it is
     # recognised (check 2 comes before the fence and version checks).
-    await store.advance_fence(note_id, 7, HOLDER)
+    await store.advance_fence(note_id, 7, HOLDER, owner)
     again = await store.commit_edit(
         note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX, holder=HOLDER
     )
@@ -144,7 +148,7 @@ async def test_duplicate_op_other_payload_is_bad_request(store: Store) -> None:
         await store.commit_edit(note_id, 1, 1, "op-1", insert(0, "z"), owner, MAX, holder=HOLDER)
     # The same op id on another note is a different edit.
     other = await make_note(store, owner, "")
-    await store.advance_fence(other.id, 1, HOLDER)
+    await store.advance_fence(other.id, 1, HOLDER, owner)
     result = await store.commit_edit(
         other.id, 1, 0, "op-1", insert(0, "z"), owner, MAX, holder=HOLDER
     )
@@ -273,7 +277,7 @@ async def test_concurrent_chained_commits_keep_versions_consecutive(store: Store
 async def test_bump_fence_always_moves_the_fence(store: Store) -> None:
     owner = await make_user(store, "bumper")
     note = await make_note(store, owner)
-    await store.advance_fence(note.id, 4, HOLDER)
+    await store.advance_fence(note.id, 4, HOLDER, owner)
     assert await store.bump_fence(note.id, 2) == 5  # a counter behind still moves it
     assert await store.bump_fence(note.id, 9) == 9
     with pytest.raises(NotFound):
@@ -285,7 +289,7 @@ async def test_only_current_writers_commit(store: Store) -> None:
     writer = await make_user(store, "writer-w")
     note = await make_note(store, owner, "")
     await store.set_access(note.id, writer.id, "write")
-    await store.advance_fence(note.id, 1, HOLDER)
+    await store.advance_fence(note.id, 1, HOLDER, writer)
     await store.commit_edit(note.id, 1, 0, "op1", insert(0, "a"), writer, 100, holder=HOLDER)
     await store.set_access(note.id, writer.id, "read")
     with pytest.raises(Forbidden):
@@ -309,7 +313,7 @@ async def test_only_the_session_the_fence_was_granted_to_commits(store: Store) -
     note = await make_note(store, owner, "")
     with pytest.raises(Fenced):  # never granted: fence 0 belongs to nobody
         await store.commit_edit(note.id, 0, 0, "op0", insert(0, "x"), owner, 100, holder=HOLDER)
-    await store.advance_fence(note.id, 1, HOLDER)
+    await store.advance_fence(note.id, 1, HOLDER, owner)
     with pytest.raises(Fenced):
         await store.commit_edit(note.id, 1, 0, "op1", insert(0, "x"), owner, 100, holder="s-other")
     with pytest.raises(Fenced):
@@ -318,3 +322,16 @@ async def test_only_the_session_the_fence_was_granted_to_commits(store: Store) -
     fence = await store.bump_fence(note.id, 0)
     with pytest.raises(Fenced):  # revoked: the new fence has no holder
         await store.commit_edit(note.id, fence, 1, "op4", insert(0, "y"), owner, 100, holder="")
+
+
+async def test_a_fence_is_granted_only_to_someone_who_may_write_now(store: Store) -> None:
+    owner = await make_user(store, "owner-g")
+    reader = await make_user(store, "reader-g")
+    note = await make_note(store, owner, "")
+    await store.set_access(note.id, reader.id, "read")
+    with pytest.raises(Forbidden):
+        await store.advance_fence(note.id, 1, "s-reader", reader)
+    assert await store.get_token(note.id) == (0, "")
+    await store.set_access(note.id, reader.id, "write")
+    assert (await store.advance_fence(note.id, 1, "s-reader", reader)).raised
+    assert await store.get_token(note.id) == (1, "s-reader")

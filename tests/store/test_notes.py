@@ -60,7 +60,7 @@ async def test_delete_note_removes_everything_hanging_off_it(store: Store) -> No
     note = await make_note(store, owner, "abc")
     other = await make_note(store, owner, "keep")
     await store.set_access(note.id, reader.id, "read")
-    await store.advance_fence(note.id, 1, HOLDER)
+    await store.advance_fence(note.id, 1, HOLDER, owner)
     await store.commit_edit(note.id, 1, 0, "op1", insert(3, "d"), owner, 100, holder=HOLDER)
     await store.save_revision(note.id, owner.id)
     await store.record_lock_event(note.id, "granted", "s1", owner.id, 1)

@@ -169,7 +169,7 @@ async def test_replica_is_read_only_when_caught_up(replicated: PgCluster) -> Non
         await store.migrate()
         owner = await make_user(store, "o")
         note = await make_note(store, owner, "v0")
-        await store.advance_fence(note.id, 1, HOLDER)
+        await store.advance_fence(note.id, 1, HOLDER, owner)
 
         async def wait_for_replica(expect: str) -> None:
             for _ in range(200):

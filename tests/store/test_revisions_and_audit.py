@@ -18,7 +18,7 @@ async def test_save_revision_is_idempotent_per_version(store: Store) -> None:
     editor = await make_user(store, "e")
     note = await make_note(store, owner, "a")
     await store.set_access(note.id, editor.id, "write")
-    await store.advance_fence(note.id, 1, HOLDER)
+    await store.advance_fence(note.id, 1, HOLDER, editor)
     await store.commit_edit(note.id, 1, 0, "op-1", insert(1, "b"), editor, MAX, holder=HOLDER)
     saved = await store.save_revision(note.id, editor.id)
     assert (saved.version, saved.content, saved.title, saved.by_id) == (1, "ab", "title", editor.id)
@@ -32,7 +32,7 @@ async def test_save_revision_is_idempotent_per_version(store: Store) -> None:
 async def test_get_revision_rebuilds_from_the_log(store: Store) -> None:
     owner = await make_user(store, "o")
     note = await make_note(store, owner, "")
-    await store.advance_fence(note.id, 1, HOLDER)
+    await store.advance_fence(note.id, 1, HOLDER, owner)
     texts = [""]
     for i in range(6):
         payload = EditPayload(content="reset") if i == 3 else insert(len(texts[-1]), str(i))
