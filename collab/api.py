@@ -172,7 +172,7 @@ RESERVED_NAMES = frozenset({
     "admin", "administrator", "root", "system", "collab", "support", "security", "guest",
 })  # fmt: skip
 _UNAVAILABLE_NAME = "this username is not available; choose another"
-PASSWORD_PATH = "/api/auth/password"
+CREDENTIAL_ROUTE = "/api/auth/password"
 
 
 def _token_reply(
@@ -311,7 +311,7 @@ def routes_for(settings: Settings) -> list[Route]:
     """``ROUTES`` less those the configured store cannot serve."""
     if can_change_passwords(settings):
         return list(ROUTES)
-    return [r for r in ROUTES if r.path != PASSWORD_PATH]
+    return [r for r in ROUTES if r.path != CREDENTIAL_ROUTE]
 
 
 async def change_password(request: Request) -> Response:
@@ -559,7 +559,7 @@ ROUTES = [
     route("/api/auth/guest", POST=guest),
     route("/api/auth/refresh", POST=refresh),
     route("/api/auth/logout", POST=logout),
-    route(PASSWORD_PATH, POST=change_password),
+    route(CREDENTIAL_ROUTE, POST=change_password),
     route("/api/me", GET=me),
     route("/api/users/lookup", GET=lookup_user),
     route("/api/notes", GET=list_notes, POST=create_note),

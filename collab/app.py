@@ -288,13 +288,15 @@ def create_metrics_app() -> ASGIApp:
 
 # The client is a same-origin single-page app: its scripts, styles, the /api
 # calls and the /ws socket all come from this origin ('self' covers same-origin
-# ws:/wss: in CSP level 3 browsers). style-src needs 'unsafe-inline': CodeMirror
-# (style-mod) injects <style> elements for its themes where constructable
-# stylesheets are unavailable, and the editor and React set style attributes;
-# styles cannot run script, and script-src stays 'self' with no inline code or
-# eval. img-src allows data: for the page's empty "data:," icon and the
-# client's inline SVG icons. frame-ancestors 'none' forbids framing
-# (clickjacking); X-Frame-Options says the same to older browsers.
+# ws:/wss: in CSP level 3 browsers). style-src needs 'unsafe-inline': the
+# editor (CodeMirror's style-mod) injects an inline <style> element for its
+# themes; with style-src 'self' alone Chromium blocks it (checked on the built
+# client). Styles cannot run script, and script-src stays 'self' with no inline
+# code or eval. Dropping 'unsafe-inline' needs a per-response nonce handed to
+# the editor (EditorView.cspNonce) and written into index.html. img-src allows
+# data: for the page's empty "data:," icon and the client's inline SVG icons.
+# frame-ancestors 'none' forbids framing (clickjacking); X-Frame-Options says
+# the same to older browsers.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "

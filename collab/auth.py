@@ -134,11 +134,14 @@ class TokenCodec:
         password_version: str = "",
     ) -> tuple[str, float]:
         """A signed token for ``user`` and its expiry (unix seconds). A refresh
-        passes the original ``auth_time``; a sign-in leaves it to ``now``. The
-        token never outlives the session's absolute lifetime."""
+        passes the original ``auth_time``; a sign-in leaves it to ``now``.
+        The expiry is not cut to the session's end: a client that renews ahead
+        of expiry would then renew in a tight loop near the end. Instead
+        ``session_expired`` refuses the token, wherever it is presented, once
+        the session is over."""
         now = time.time() if now is None else now
         started = now if auth_time is None else auth_time
-        exp = min(now + self._ttl, started + self._max_age)
+        exp = now + self._ttl
         claims = {
             "sub": user.id,
             "name": user.name,
