@@ -55,7 +55,7 @@ class Settings:
     http_header_timeout_s: float = 10.0
     http_keepalive_s: float = 5.0
     http_max_header_bytes: int = 16384
-    http_max_concurrency: int = 4096
+    http_max_concurrency: int = 16384
 
     # --- backends ------------------------------------------------------------
     # Unset database_url -> embedded SQLite at sqlite_path; unset redis_url ->
