@@ -285,8 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Owner-only permissions for everything the server creates: the embedded
+# SQLite file (with its -wal and -shm), its directory and the generated JWT
+# key hold every account's password hash and the signing key, and were
+# created world-readable under the usual 022 umask.
+PRIVATE_UMASK = 0o077
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(PRIVATE_UMASK)
     result: int = args.func(args)
     return result
 

@@ -193,7 +193,7 @@ class Settings:
         if self.jwt_secret or not self.embedded:
             return self
         path = Path(self.sqlite_path).parent / "jwt-secret"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
