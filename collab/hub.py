@@ -140,10 +140,17 @@ class Hub:
         previous = await self.registry.claim(record, self.settings.lease_ttl_ms)
         if resumed and previous is not None and previous.socket != peer.socket_id:
             await self._supersede(peer.session, previous)
+        if resumed:
+            try:
+                await self._adopt_leases(peer.session, peer.user)
+            except BaseException:
+                # A resume that fails half way leaves nothing of it here; the
+                # client tries again and adopts what is still its own.
+                self.tokens.forget_session(peer.session)
+                raise
+        # Registered last: a socket whose hello failed is never a peer here.
         self.peers[peer.session] = peer
         self.metrics.ws_connections.set(len(self.peers))
-        if resumed:
-            await self._adopt_leases(peer.session, peer.user)
         return resumed, self.tokens.leases_of(peer.session)
 
     async def _supersede(self, session: str, previous: SessionRecord) -> None:
@@ -269,7 +276,6 @@ class Hub:
         changed = await self.presence.touch(note_id, peer.session, peer.user,
                                             self.settings.lease_ttl_ms)  # fmt: skip
         viewers = await self.fanout.viewers(note_id)
-        self.note_peers.setdefault(note_id, set())
         async with self.edits.serialised(note_id):
             # The snapshot is read from the primary under the note's delivery
             # lock: no push can slip between it and the registration, and it
@@ -277,7 +283,9 @@ class Hub:
             fresh = await self.store.get_note(note_id)
             if fresh is None:
                 raise NotFound("no such note")
-            self.note_peers[note_id].add(peer)
+            # Registered only now, with no await since the read: an edit
+            # event is then either in the snapshot or pushed after it.
+            self.note_peers.setdefault(note_id, set()).add(peer)
             peer.subs[note_id] = fresh.version
             peer.push(encode(snapshot_frame(fresh, access, lock, viewers, rid)))
             known = self.note_version.get(note_id, 0)

@@ -82,6 +82,12 @@ if [ -f frontend/package.json ]; then
   (cd frontend && npm run e2e)
 fi
 
+# The deterministic simulation of the whole cluster under seeded faults
+# (tests/sim): every seed's run is checked by the invariant checker; a failure
+# prints its seed and the command that replays it exactly.
+log "simulation: ${COLLAB_SIM_SEEDS:=2000} seeds"
+PYTHONHASHSEED=0 python -m tests.sim --seeds "$COLLAB_SIM_SEEDS" --jobs 2
+
 if grep -rqs "pytest.mark.soak" tests; then
   log "soak (randomized fault soak, seed printed)"
   pytest -q -m soak -p no:cacheprovider

@@ -1,8 +1,8 @@
 """Run simulated clusters, one per seed, and check each run's invariants.
 
-    PYTHONHASHSEED=0 python -m tests.sim --seeds 2000          # seeds 0..1999
-    PYTHONHASHSEED=0 python -m tests.sim --seed 17 --trace     # replay one
-    PYTHONHASHSEED=0 python -m tests.sim --soak 20000          # as many as asked
+    PYTHONHASHSEED=0 python -m tests.sim --seeds 2000 --jobs 2   # seeds 0..1999
+    PYTHONHASHSEED=0 python -m tests.sim --seed 17 --trace       # replay one
+    PYTHONHASHSEED=0 python -m tests.sim --soak 20000 --jobs 2   # as many as asked
 
 String hashing decides set order, so it must be fixed for a run to replay:
 the runner refuses to start without PYTHONHASHSEED set."""
@@ -10,38 +10,33 @@ the runner refuses to start without PYTHONHASHSEED set."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import hashlib
 import logging
+import multiprocessing
 import os
 import random
 import sys
 import time
 
-from tests.sim.history import History
-from tests.sim.vloop import VirtualTimeLoop
-from tests.sim.world import World, deterministic_ids
+from tests.sim.run import digest, run_seed
+
+_MAX_REPORTED = 5
 
 
-def run_seed(seed: int) -> History:
-    deterministic_ids(random.Random(seed ^ 0x5EED))
-    loop = VirtualTimeLoop()
-    try:
-        return loop.run_until_complete(World(seed).run())
-    finally:
-        leftovers = asyncio.all_tasks(loop)
-        for task in leftovers:
-            task.cancel()
-
-        async def wait_for_leftovers() -> None:
-            await asyncio.gather(*leftovers, return_exceptions=True)
-
-        loop.run_until_complete(wait_for_leftovers())
-        loop.close()
-
-
-def digest(history: History) -> str:
-    return hashlib.sha256("\n".join(history.trace).encode()).hexdigest()[:16]
+def _run(seeds: range) -> tuple[int, int, list[str]]:
+    """Worker: (seeds run, events recorded, failure reports)."""
+    logging.disable(logging.CRITICAL)  # replicas log every injected fault
+    events, reports = 0, []
+    for seed in seeds:
+        history = run_seed(seed)
+        events += history.events
+        if history.problems:
+            lines = [f"seed {seed} FAILED:", *(f"  {p}" for p in history.problems[:10])]
+            lines.append(f"  replay: PYTHONHASHSEED={os.environ['PYTHONHASHSEED']} "
+                         f"python -m tests.sim --seed {seed} --trace")  # fmt: skip
+            reports.append("\n".join(lines))
+            if len(reports) >= _MAX_REPORTED:
+                break
+    return len(seeds), events, reports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,40 +45,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--seed", type=int, help="run this one seed")
     parser.add_argument("--soak", type=int, help="run this many seeds from a random start")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--trace", action="store_true", help="print the run's event trace")
     args = parser.parse_args(argv)
     if os.environ.get("PYTHONHASHSEED") is None:
         print("set PYTHONHASHSEED (e.g. 0): set order depends on it", file=sys.stderr)
         return 2
-    logging.disable(logging.CRITICAL)  # replicas log every injected fault
     if args.seed is not None:
-        seeds = range(args.seed, args.seed + 1)
-    elif args.soak is not None:
-        start = random.SystemRandom().randrange(1 << 30)
-        seeds = range(start, start + args.soak)
-    else:
-        seeds = range(args.start, args.start + args.seeds)
-    started, failed, events = time.perf_counter(), 0, 0
-    for seed in seeds:
-        history = run_seed(seed)
-        events += history.events
+        logging.disable(logging.CRITICAL)
+        history = run_seed(args.seed)
         if args.trace:
             print("\n".join(history.trace))
-            print(f"trace digest {digest(history)}")
-        if history.problems:
-            failed += 1
-            print(f"seed {seed} FAILED:")
-            for problem in history.problems[:10]:
-                print(f"  {problem}")
-            print(f"  replay: PYTHONHASHSEED={os.environ['PYTHONHASHSEED']} "
-                  f"python -m tests.sim --seed {seed} --trace")  # fmt: skip
-            if failed >= 5:
-                break
-    elapsed = time.perf_counter() - started
-    count = len(seeds)
-    print(f"{count} seeds from {seeds.start}, {failed} failed, {elapsed:.1f} s, "
-          f"{count / elapsed:.1f} seeds/s, {events} recorded events")  # fmt: skip
-    return 1 if failed else 0
+        print(f"seed {args.seed}: {len(history.problems)} problems, digest {digest(history)}")
+        for problem in history.problems:
+            print(f"  {problem}")
+        return 1 if history.problems else 0
+    start = random.SystemRandom().randrange(1 << 30) if args.soak else args.start
+    count = args.soak or args.seeds
+    jobs = max(1, args.jobs)
+    parts = [range(start + i, start + count, jobs) for i in range(jobs)]
+    began = time.perf_counter()
+    if jobs == 1:
+        results = [_run(parts[0])]
+    else:  # forked workers share this process's string hashing
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            results = pool.map(_run, parts)
+    elapsed = time.perf_counter() - began
+    ran = sum(r[0] for r in results)
+    reports = [text for r in results for text in r[2]]
+    for text in reports:
+        print(text)
+    print(f"{ran} seeds from {start} ({jobs} jobs): {len(reports)} failed, {elapsed:.1f} s, "
+          f"{ran / elapsed:.1f} seeds/s, {sum(r[1] for r in results)} recorded events")  # fmt: skip
+    return 1 if reports else 0
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@ The loop's clock starts at 0 and jumps straight to the next timer whenever
 nothing is ready, so a run of many virtual seconds takes as long as its
 callbacks take to run, and the order of callbacks depends only on the
 program (ready callbacks run FIFO; timers by deadline, ties by scheduling
-order). Nothing in a simulation does real I/O: a real socket would still work,
-but time would not wait for it."""
+order). Nothing in a simulation may do real I/O: the loop never polls for it."""
 
 from __future__ import annotations
 
@@ -15,17 +14,18 @@ from typing import Any
 
 
 class _VirtualSelector(selectors.SelectSelector):
+    """Never waits and never asks the kernel: nothing in a simulation does
+    real I/O, so "wait for I/O until the next timer" means "jump to it"."""
+
     def __init__(self, loop: VirtualTimeLoop) -> None:
         super().__init__()
         self._loop = loop
 
     def select(self, timeout: float | None = None) -> list[Any]:
-        ready = super().select(0)
-        if ready or timeout is None or timeout <= 0:
-            if not ready and timeout is None:
-                raise RuntimeError("the simulation has nothing left to run and no timer")
-            return ready
-        self._loop.advance(timeout)
+        if timeout is None:
+            raise RuntimeError("the simulation has nothing left to run and no timer")
+        if timeout > 0:
+            self._loop.advance(timeout)
         return []
 
 

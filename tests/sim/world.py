@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import random
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -375,6 +375,13 @@ FAULTS = (
 )  # fmt: skip
 
 
-def deterministic_ids(rng: random.Random) -> None:
-    """uuid4 from the seed: ids decide hash order and so iteration order."""
+@contextlib.contextmanager
+def deterministic_ids(rng: random.Random) -> Iterator[None]:
+    """uuid4 from the seed while a run lasts: ids decide hash order and so
+    iteration order."""
+    real = uuid.uuid4
     uuid.uuid4 = lambda: uuid.UUID(int=rng.getrandbits(128), version=4)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        uuid.uuid4 = real  # type: ignore[assignment]
