@@ -326,9 +326,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        api_call = scope["path"].startswith("/api/")
+
         async def send_wrapper(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).extend(self.HEADERS)
+                headers = message.setdefault("headers", [])
+                headers.extend(self.HEADERS)
+                if api_call:
+                    # Tokens and private notes must not linger in shared or browser caches.
+                    headers.append((b"cache-control", b"no-store"))
             await send(message)
 
         await self.app(scope, receive, send_wrapper)

@@ -89,6 +89,8 @@ async def test_security_headers_on_every_response(server: ServerProcess) -> None
         assert r.headers.get("x-content-type-options") == "nosniff", where
         assert r.headers.get("referrer-policy") == "no-referrer", where
         assert r.headers.get("x-frame-options") == "DENY", where
+        if r.request.url.path.startswith("/api/"):
+            assert r.headers.get("cache-control") == "no-store", where
     page = responses[-1].text
     # The policy fits the page: no inline script, scripts and styles from this origin.
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page), "no inline <script>"
