@@ -18,10 +18,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from collab import events, frames
 from collab.access import can_read
 from collab.clock import utc_now
 from collab.errors import Forbidden, NotFound
-from collab.messages import Edit, Rid, encode, snapshot_frame
+from collab.messages import Edit, Rid
 from collab.types import EditRecord
 
 if TYPE_CHECKING:
@@ -76,10 +77,7 @@ class EditFeed:
             await self._snapshot_locked(peer, note_id, rid)
             return
         to = edits[-1].version if edits else since
-        peer.push(encode({
-            "type": "changes", "rid": rid, "note": note_id, "from": since, "to": to,
-            "edits": [e.wire() for e in edits],
-        }))  # fmt: skip
+        peer.push(frames.encode(frames.changes(rid, note_id, since, to, [e.wire() for e in edits])))
         if note_id in peer.subs:
             peer.subs[note_id] = max(peer.subs[note_id], to)
             self._raise_known(note_id, to)
@@ -93,7 +91,7 @@ class EditFeed:
             raise Forbidden("you cannot read this note")
         lock = await self.hub.tokens.lock_state(note_id)
         viewers = await self.hub.fanout.viewers(note_id)
-        peer.push(encode(snapshot_frame(note, access, lock, viewers, rid)))
+        peer.push(frames.encode(frames.snapshot(note, access, lock, viewers, rid)))
         if note_id in peer.subs:
             peer.subs[note_id] = note.version
             self._raise_known(note_id, note.version)
@@ -118,8 +116,7 @@ class EditFeed:
         # Read with no await since the commit: the timeline it committed on.
         timeline = self.hub.store.timeline
         self.hub.metrics.edit_commit.observe(time.perf_counter() - started)
-        ack = {"type": "ack", "rid": msg.rid, "note": msg.note, "op": msg.op,
-               "version": result.version}  # fmt: skip
+        ack = frames.ack(msg.rid, msg.note, msg.op, result.version)
         if result.duplicate:
             if result.version == msg.base + 1:
                 # A retry after a lost answer: the writer had ``base`` and now
@@ -130,10 +127,11 @@ class EditFeed:
         record = EditRecord(msg.note, result.version, msg.op, msg.payload, peer.user, utc_now())
         frame = record.wire()
         # The writer had ``base``, so it has everything up to this version.
-        await self.deliver(msg.note, result.version, encode(frame), time.time(), "local",
+        await self.deliver(msg.note, result.version, frames.encode(frame), time.time(), "local",
                            writer=peer)  # fmt: skip
-        await self.hub.publish({"t": "edited", "note": msg.note, "version": result.version,
-                             "frame": frame, "ts": time.time(), "tl": timeline})  # fmt: skip
+        await self.hub.publish(
+            events.edited(msg.note, result.version, frame, time.time(), timeline)
+        )
         if result.version % self.hub.settings.revision_every_versions == 0:
             self.hub.spawn(self.save_revision(msg.note, peer.user.id))
         return ack
@@ -217,7 +215,7 @@ class EditFeed:
             return
         for record in edits:
             self._raise_known(note_id, record.version)
-            self._push(note_id, record.version, encode(record.wire()))
+            self._push(note_id, record.version, frames.encode(record.wire()))
 
     async def catch_up(self, note_id: str) -> None:
         async with self.serialised(note_id):

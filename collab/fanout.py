@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from collab.messages import encode
+from collab import frames
 
 if TYPE_CHECKING:
     from collab.hub import Hub
@@ -67,7 +67,7 @@ class Fanout:
 
     async def _push_lock(self, note_id: str) -> None:
         lock = await self.hub.tokens.lock_state(note_id)
-        frame = encode({"type": "lock", "note": note_id, "lock": lock.wire() if lock else None})
+        frame = frames.encode(frames.lock(note_id, lock))
         if self.last_lock.get(note_id) != frame:
             self.last_lock[note_id] = frame
             for peer in self.hub.note_peers.get(note_id, ()):
@@ -75,7 +75,7 @@ class Fanout:
 
     async def _push_viewers(self, note_id: str) -> None:
         viewers = await self.viewers(note_id)
-        frame = encode({"type": "presence", "note": note_id, "viewers": viewers})
+        frame = frames.encode(frames.presence(note_id, viewers))
         if self.last_viewers.get(note_id) != frame:
             self.last_viewers[note_id] = frame
             for peer in self.hub.note_peers.get(note_id, ()):

@@ -16,14 +16,16 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
+from collab import events, frames
 from collab.access import can_read, note_access
-from collab.bus.base import Bus, Event
+from collab.bus.base import Bus
 from collab.clock import utc_now
 from collab.edits import EditFeed
 from collab.errors import Forbidden, NotFound, RateLimited
+from collab.events import Event
 from collab.fanout import Fanout
 from collab.leases.base import LeaseStore, LeaseView
-from collab.messages import Rid, encode, snapshot_frame
+from collab.messages import Rid
 from collab.metrics import Metrics
 from collab.peer import Peer
 from collab.presence.base import PresenceStore
@@ -113,7 +115,7 @@ class Hub:
             for note_id in list(peer.subs):
                 try:
                     await self.presence.remove(note_id, peer.session)
-                    await self.publish({"t": "presence", "note": note_id})
+                    await self.publish(events.presence(note_id))
                 except Exception:
                     log.warning("presence removal on drain failed", extra={"note": note_id})
             peer.close_soon(1012, "server restarting")
@@ -161,7 +163,7 @@ class Hub:
             self.peers.pop(session, None)
             local.close_soon(4409, "session resumed elsewhere")
         if previous.replica != self.replica_id:
-            await self.publish({"t": "moved", "session": session, "socket": previous.socket})
+            await self.publish(events.moved(session, previous.socket))
 
     async def _adopt_leases(self, session: str, user: User) -> None:
         """Leases and queue places belong to the session (rule 9): a resumed
@@ -195,7 +197,7 @@ class Hub:
         for note_id in list(peer.subs):
             try:
                 if await self.presence.remove(note_id, peer.session):
-                    await self.publish({"t": "presence", "note": note_id})
+                    await self.publish(events.presence(note_id))
             except Exception:
                 log.warning("presence removal failed", extra={"note": note_id})
         self.tokens.forget_waits(peer.session)
@@ -234,7 +236,7 @@ class Hub:
             if await self.presence.touch(
                 note_id, peer.session, peer.user, self.settings.lease_ttl_ms
             ):
-                await self.publish({"t": "presence", "note": note_id})
+                await self.publish(events.presence(note_id))
         return await self.tokens.heartbeat(peer)
 
     # -- access -----------------------------------------------------------------
@@ -287,7 +289,7 @@ class Hub:
             # event is then either in the snapshot or pushed after it.
             self.note_peers.setdefault(note_id, set()).add(peer)
             peer.subs[note_id] = fresh.version
-            peer.push(encode(snapshot_frame(fresh, access, lock, viewers, rid)))
+            peer.push(frames.encode(frames.snapshot(fresh, access, lock, viewers, rid)))
             known = self.note_version.get(note_id, 0)
             self.note_version[note_id] = max(known, fresh.version)
             # Viewers already here that have not seen up to this snapshot's
@@ -295,7 +297,7 @@ class Hub:
             await self.edits.catch_up_locked(note_id)
         self._count_subscriptions()
         if changed:
-            await self.publish({"t": "presence", "note": note_id})
+            await self.publish(events.presence(note_id))
 
     async def unsubscribe(self, peer: Peer, note_id: str) -> None:
         peers = self.note_peers.get(note_id)
@@ -305,12 +307,12 @@ class Hub:
                 self._forget_note(note_id)
         peer.subs.pop(note_id, None)
         if await self.presence.remove(note_id, peer.session):
-            await self.publish({"t": "presence", "note": note_id})
+            await self.publish(events.presence(note_id))
         self._count_subscriptions()
 
     # -- lock & presence fan-out -----------------------------------------------------
     async def lock_changed(self, note_id: str, reason: str, fence: int = 0) -> None:
-        await self.publish({"t": "lock", "note": note_id, "reason": reason, "fence": fence})
+        await self.publish(events.lock(note_id, reason, fence))
 
     async def audit(
         self, note_id: str, kind: str, session: str, user_id: str, fence: int, detail: str = ""
@@ -341,7 +343,7 @@ class Hub:
                 return
             if event.get("replica") != self.replica_id or local:
                 frame = event["frame"]
-                await self.edits.deliver(note_id, int(event["version"]), encode(frame),
+                await self.edits.deliver(note_id, int(event["version"]), frames.encode(frame),
                                     float(event.get("ts", time.time())), "remote")  # fmt: skip
         elif kind == "lock":
             self.fanout.refresh(note_id, "lock")
@@ -359,7 +361,7 @@ class Hub:
                 peer.close_soon(4403, "kicked by an administrator")
         elif kind == "deleted":
             for peer in list(self.note_peers.get(note_id, ())):
-                peer.push(encode({"type": "deleted", "note": note_id}))
+                peer.push(frames.encode(frames.deleted(note_id)))
                 peer.subs.pop(note_id, None)
                 peer.access.pop(note_id, None)
             self._forget_note(note_id)

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from collab.errors import BadRequest, CollabError
-from collab.types import Access, Change, EditPayload, LockState, Note
+from collab.types import Change, EditPayload
 
 Rid = str | int | None
 
@@ -270,17 +270,6 @@ def _nonneg_int(obj: dict[str, Any], key: str, label: str | None = None) -> int:
     if value < 0 or value > 2**53:
         raise BadRequest(f"field {name!r} is out of range")
     return value
-
-
-def snapshot_frame(
-    note: Note, access: Access, lock: LockState | None, viewers: list[dict[str, Any]], rid: Rid
-) -> dict[str, Any]:
-    """The ``snapshot`` reply to ``subscribe`` (and to a ``sync`` too far back)."""
-    return {
-        "type": "snapshot", "rid": rid, "note": note.id, "title": note.title,
-        "content": note.content, "version": note.version, "access": access,
-        "lock": lock.wire() if lock else None, "viewers": viewers,
-    }  # fmt: skip
 
 
 def encode(message: dict[str, Any]) -> str:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from collab import events, frames
 from collab.access import can_manage, can_write
 from collab.errors import Forbidden, NotFound
-from collab.messages import encode
 from collab.types import User
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Revocations:
                     break
                 if nid in peer.subs and access is not None:
                     peer.access[nid] = access
-                    peer.push(encode({"type": "access", "note": nid, "access": access}))
+                    peer.push(frames.encode(frames.access(nid, access)))
 
     async def user_access_changed(self, user_id: str, note_id: str | None) -> None:
         """Called by the API after a role change or a grant removal. Fences any
@@ -66,7 +66,7 @@ class Revocations:
                         await self.hub.leases.leave_queue(nid, session.session)
                         await self.hub.registry.remove_note(session.session, nid)
                         await self.hub.lock_changed(nid, "queue")
-        await self.hub.publish({"t": "access", "user": user_id, "note": note_id})
+        await self.hub.publish(events.access(user_id, note_id))
 
     async def kick(self, session: str) -> None:
         record = await self.hub.registry.get(session)
@@ -76,13 +76,13 @@ class Revocations:
             view = await self.hub.leases.view(nid)
             if getattr(view, "session", None) == session:
                 await self.hub.tokens.revoke(record.user, nid)
-        await self.hub.publish({"t": "kick", "session": session})
+        await self.hub.publish(events.kick(session))
 
     async def note_deleted(self, note_id: str) -> None:
         # Nothing of a deleted note may outlive it in the lease store: its
         # fence counter and queue would otherwise stay forever.
         await self.hub.leases.forget_note(note_id)
-        await self.hub.publish({"t": "deleted", "note": note_id})
+        await self.hub.publish(events.deleted(note_id))
 
     async def revoke(self, actor: User, note_id: str) -> int:
         note = await self.hub.store.get_note(note_id)

@@ -14,10 +14,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from collab import frames
 from collab.access import can_write
 from collab.errors import BadRequest, Forbidden, Locked, NotFound, Unavailable
 from collab.leases.base import LeaseView
-from collab.messages import Rid, encode
+from collab.messages import Rid
 from collab.types import LockState, LossReason, User
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Tokens:
             entry = self.waiting.get(session, {}).get(note_id)
             if entry is not None:
                 entry.rid = rid
-                return {"type": "queued", "rid": rid, "note": note_id, "position": 1}
+                return frames.queued(rid, note_id, 1)
         self._trying.add((session, note_id))
         try:
             kind, value = await self._try(session, peer.user, note_id, wait)
@@ -102,8 +103,7 @@ class Tokens:
             self._trying.discard((session, note_id))
         if kind == "granted":
             self._forget_wait(session, note_id)
-            return {"type": "granted", "rid": rid, "note": note_id, "fence": value,
-                    "ttl_ms": self.settings.lease_ttl_ms}  # fmt: skip
+            return frames.granted(rid, note_id, value, self.settings.lease_ttl_ms)
         if kind == "queued":
             entry = self.waiting.setdefault(session, {}).get(note_id)
             if entry is None:
@@ -115,7 +115,7 @@ class Tokens:
                 entry.rid = rid  # the latest acquire's rid gets the deferred granted
             await self.hub.lock_changed(note_id, "queued")
             self._schedule_retry(session, note_id)
-            return {"type": "queued", "rid": rid, "note": note_id, "position": value}
+            return frames.queued(rid, note_id, value)
         raise Locked()
 
     async def _try(self, session: str, user: User, note_id: str, wait: bool) -> tuple[str, int]:
@@ -268,8 +268,9 @@ class Tokens:
             return
         if kind == "granted":
             self._forget_wait(session, note_id)
-            peer.push(encode({"type": "granted", "rid": entry.rid, "note": note_id,
-                              "fence": value, "ttl_ms": self.settings.lease_ttl_ms}))  # fmt: skip
+            peer.push(
+                frames.encode(frames.granted(entry.rid, note_id, value, self.settings.lease_ttl_ms))
+            )
         else:
             self._schedule_retry(session, note_id)
 
@@ -285,7 +286,7 @@ class Tokens:
             log.warning("could not drop a waiter", extra={"note": note_id})
         peer = self.hub.peers.get(session)
         if peer is not None:
-            peer.push(encode(Forbidden(why).wire(entry.rid if entry else None)))
+            peer.push(frames.encode(Forbidden(why).wire(entry.rid if entry else None)))
         await self.hub.lock_changed(note_id, "queue")
 
     async def wake_waiters(self, note_id: str) -> None:
@@ -342,7 +343,7 @@ class Tokens:
             self._forget_wait(session, note_id)
         await self.hub.registry.remove_note(session, note_id)
         await self.hub.lock_changed(note_id, "released")
-        return {"type": "released", "rid": rid, "note": note_id}
+        return frames.released(rid, note_id)
 
     def forget_waits(self, session: str) -> None:
         """The session's socket here closed: stop polling for its queue
@@ -420,8 +421,7 @@ class Tokens:
         peer = self.hub.peers.get(session)
         user_id = peer.user.id if peer else ""
         if peer is not None:
-            peer.push(encode({"type": "lease_lost", "note": note_id, "fence": held.fence,
-                              "reason": reason}))  # fmt: skip
+            peer.push(frames.encode(frames.lease_lost(note_id, held.fence, reason)))
         try:
             await self.hub.registry.remove_note(session, note_id)
             await self.hub.audit(note_id, reason, session, user_id, held.fence)

@@ -4,8 +4,9 @@ broker (embedded mode)."""
 
 from __future__ import annotations
 
-from collab.bus.base import Bus, Event, Handler, ResyncHandler
+from collab.bus.base import Bus, Handler, ResyncHandler
 from collab.bus.timing import BusTiming
+from collab.events import Event
 from collab.redis_client import RedisClientOptions
 from collab.settings import Settings
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-Event = dict[str, Any]
+from collab.events import Event
+
 Handler = Callable[[Event], Awaitable[None]]
 ResyncHandler = Callable[[], Awaitable[None]]
 

@@ -17,8 +17,9 @@ import logging
 
 import orjson
 
-from collab.bus.base import Bus, Event, Handler, ResyncHandler
+from collab.bus.base import Bus, Handler, ResyncHandler
 from collab.bus.timing import DEFAULT_MEMORY_QUEUE_MAX
+from collab.events import Event
 
 log = logging.getLogger("collab.bus")
 

@@ -22,9 +22,10 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-from collab.bus.base import Bus, Event, Handler, ResyncHandler
+from collab.bus.base import Bus, Handler, ResyncHandler
 from collab.bus.timing import BusTiming
 from collab.errors import Unavailable
+from collab.events import Event
 from collab.redis_client import RedisClientOptions, open_redis, redis_errors
 
 log = logging.getLogger("collab.bus")

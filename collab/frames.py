@@ -1,0 +1,79 @@
+"""Every frame the server sends, built in one place (the client's frames are
+parsed in ``messages.py``). Field names and shapes are docs/protocol.md's;
+a builder per frame type keeps them identical wherever a frame is sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from collab.messages import Rid
+from collab.types import Access, LockState, LossReason, Note
+
+Frame = dict[str, Any]
+
+
+def encode(frame: Frame) -> str:
+    """Serialise one server frame (text)."""
+    return orjson.dumps(frame).decode()
+
+
+def snapshot(
+    note: Note, access: Access, lock: LockState | None, viewers: list[dict[str, Any]], rid: Rid
+) -> Frame:
+    """The reply to ``subscribe``; also sent with rid null to catch a socket
+    up when the edit log cannot cover its gap."""
+    return {
+        "type": "snapshot", "rid": rid, "note": note.id, "title": note.title,
+        "content": note.content, "version": note.version, "access": access,
+        "lock": lock.wire() if lock else None, "viewers": viewers,
+    }  # fmt: skip
+
+
+def changes(rid: Rid, note: str, since: int, to: int, edits: list[Frame]) -> Frame:
+    return {"type": "changes", "rid": rid, "note": note, "from": since, "to": to, "edits": edits}
+
+
+def ack(rid: Rid, note: str, op: str, version: int) -> Frame:
+    return {"type": "ack", "rid": rid, "note": note, "op": op, "version": version}
+
+
+def granted(rid: Rid, note: str, fence: int, ttl_ms: int) -> Frame:
+    return {"type": "granted", "rid": rid, "note": note, "fence": fence, "ttl_ms": ttl_ms}
+
+
+def queued(rid: Rid, note: str, position: int) -> Frame:
+    return {"type": "queued", "rid": rid, "note": note, "position": position}
+
+
+def released(rid: Rid, note: str) -> Frame:
+    return {"type": "released", "rid": rid, "note": note}
+
+
+def revoked(rid: Rid, note: str, fence: int) -> Frame:
+    return {"type": "revoked", "rid": rid, "note": note, "fence": fence}
+
+
+def lease_lost(note: str, fence: int, reason: LossReason) -> Frame:
+    return {"type": "lease_lost", "note": note, "fence": fence, "reason": reason}
+
+
+def lock(note: str, state: LockState | None) -> Frame:
+    return {"type": "lock", "note": note, "lock": state.wire() if state else None}
+
+
+def presence(note: str, viewers: list[dict[str, Any]]) -> Frame:
+    return {"type": "presence", "note": note, "viewers": viewers}
+
+
+def access(note: str, level: Access) -> Frame:
+    return {"type": "access", "note": note, "access": level}
+
+
+def deleted(note: str) -> Frame:
+    return {"type": "deleted", "note": note}
+
+
+def unsubscribed(rid: Rid, note: str) -> Frame:
+    return {"type": "unsubscribed", "rid": rid, "note": note}
