@@ -6,6 +6,9 @@ import pytest
 
 from collab.settings import Settings, SettingsError
 
+# A key with the entropy the settings demand (a repeated character is refused).
+TEST_KEY = "9f6c1a0b7e2d4c58a3f1e6b9d0c7a2e45b8f3d1c6e9a0b7f"
+
 
 def test_defaults_are_valid_embedded() -> None:
     s = Settings.from_env({})
@@ -31,7 +34,7 @@ def test_coercion() -> None:
         ({"COLLAB_JWT_SECRET": "short"}, "COLLAB_JWT_SECRET"),
         ({"COLLAB_JWT_ALGORITHM": "none"}, "COLLAB_JWT_ALGORITHM"),
         (
-            {"COLLAB_DATABASE_URL": "mysql://x", "COLLAB_JWT_SECRET": "s" * 40},
+            {"COLLAB_DATABASE_URL": "mysql://x", "COLLAB_JWT_SECRET": TEST_KEY},
             "COLLAB_DATABASE_URL",
         ),
         ({"COLLAB_BOOTSTRAP_ADMIN_USERNAME": "root"}, "COLLAB_BOOTSTRAP_ADMIN_PASSWORD"),
@@ -47,7 +50,7 @@ def test_errors_name_the_key(env: dict[str, str], key: str) -> None:
 
 def test_redacted_hides_secrets() -> None:
     s = Settings.from_env(
-        {"COLLAB_JWT_SECRET": "s" * 40, "COLLAB_DATABASE_URL": "postgresql://app:hunter2@db:5432/x"}
+        {"COLLAB_JWT_SECRET": TEST_KEY, "COLLAB_DATABASE_URL": "postgresql://app:hunter2@db:5432/x"}
     )
     shown = s.redacted()
     assert shown["jwt_secret"] == "***" and "hunter2" not in str(shown)
