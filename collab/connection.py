@@ -133,7 +133,7 @@ class ConnectionProtocol:
     the shell and raises ``RuntimeError``."""
 
     def __init__(self, config: Config, now: float) -> None:
-        """A connection just accepted at ``now``: the hello timeout starts."""
+        """A connection opened at ``now``: the hello timeout starts."""
         self.config = config
         self.state = State.HELLO
         self._hello_deadline = now + config.hello_timeout_s
