@@ -419,11 +419,10 @@ async def patch_note(request: Request) -> Response:
         raise BadRequest("title must not be empty")
     visibility = field_choice(data, "visibility", VISIBILITIES, required=False)
     updated = await rt.store.update_note(note.id, title, visibility)
-    if visibility == "private" and note.visibility == "public":
-        # Readers who relied on the note being public lose access now.
-        for session in await rt.registry.sessions():
-            if session.user.id != note.owner_id:
-                await rt.hub.revocations.user_access_changed(session.user.id, note.id)
+    if visibility is not None and visibility != note.visibility:
+        # Readers who relied on the note being public lose access now; only
+        # the sockets subscribed to it are looked at, on every replica.
+        await rt.hub.revocations.note_visibility_changed(note.id)
     return json(updated.wire("admin"))
 
 

@@ -47,7 +47,7 @@ class EditFeed:
             async with lock:
                 yield
         finally:
-            idle = not lock.locked() and note_id not in self.hub.note_peers
+            idle = not lock.locked() and not self.hub.sockets.watched(note_id)
             if idle and self._locks.get(note_id) is lock:
                 del self._locks[note_id]
 
@@ -80,7 +80,7 @@ class EditFeed:
         peer.push(frames.encode(frames.changes(rid, note_id, since, to, [e.wire() for e in edits])))
         if note_id in peer.subs:
             peer.subs[note_id] = max(peer.subs[note_id], to)
-            self._raise_known(note_id, to)
+            self.hub.sockets.raise_known(note_id, to)
 
     async def _snapshot_locked(self, peer: Peer, note_id: str, rid: Rid) -> None:
         note = await self.hub.store.get_note(note_id)
@@ -94,7 +94,7 @@ class EditFeed:
         peer.push(frames.encode(frames.snapshot(note, access, lock, viewers, rid)))
         if note_id in peer.subs:
             peer.subs[note_id] = note.version
-            self._raise_known(note_id, note.version)
+            self.hub.sockets.raise_known(note_id, note.version)
 
     async def edit(self, peer: Peer, msg: Edit) -> dict[str, Any]:
         # Write access is decided by the store inside the commit (rule 2).
@@ -146,8 +146,8 @@ class EditFeed:
         failover that may have lost the newest writes, the versions they hold
         may not exist any more, so their positions in the log mean nothing."""
         async with self.serialised(note_id):
-            self.hub.note_version.pop(note_id, None)
-            for peer in list(self.hub.note_peers.get(note_id, ())):
+            self.hub.sockets.forget_known(note_id)
+            for peer in self.hub.sockets.viewers(note_id):
                 with contextlib.suppress(NotFound, Forbidden):
                     await self._snapshot_locked(peer, note_id, None)
 
@@ -167,25 +167,20 @@ class EditFeed:
     ) -> None:
         """Push edit ``version`` to the local subscribers one version behind
         it; catch up from the store any that are further behind."""
-        if note_id not in self.hub.note_peers:
+        if not self.hub.sockets.watched(note_id):
             return
         async with self.serialised(note_id):
             if writer is not None and note_id in writer.subs:
                 writer.subs[note_id] = max(writer.subs[note_id], version)
-            self._raise_known(note_id, version)
+            self.hub.sockets.raise_known(note_id, version)
             if self._push(note_id, version, frame):
                 await self.catch_up_locked(note_id)
             self.hub.metrics.fanout.labels(origin).observe(max(0.0, time.time() - ts))
 
-    def _raise_known(self, note_id: str, version: int) -> None:
-        if note_id in self.hub.note_peers:
-            known = self.hub.note_version.get(note_id, 0)
-            self.hub.note_version[note_id] = max(known, version)
-
     def _push(self, note_id: str, version: int, frame: str) -> bool:
         """Send to sockets exactly one behind; True if some are further behind."""
         lagging = False
-        for peer in self.hub.note_peers.get(note_id, ()):
+        for peer in self.hub.sockets.viewers(note_id):
             have = peer.subs.get(note_id)
             if have is None:
                 continue
@@ -200,9 +195,9 @@ class EditFeed:
         """Bring every local subscriber up to the highest version known here,
         from the edit log (or a snapshot when the log cannot cover the gap).
         The caller holds the note's delivery lock."""
-        target = self.hub.note_version.get(note_id, 0)
+        target = self.hub.sockets.known(note_id)
         behind = [
-            p for p in self.hub.note_peers.get(note_id, ()) if p.subs.get(note_id, target) < target
+            p for p in self.hub.sockets.viewers(note_id) if p.subs.get(note_id, target) < target
         ]
         if not behind:
             return
@@ -214,7 +209,7 @@ class EditFeed:
                     await self._snapshot_locked(peer, note_id, None)
             return
         for record in edits:
-            self._raise_known(note_id, record.version)
+            self.hub.sockets.raise_known(note_id, record.version)
             self._push(note_id, record.version, frames.encode(record.wire()))
 
     async def catch_up(self, note_id: str) -> None:

@@ -33,6 +33,11 @@ def access(user: str, note: str | None) -> Event:
     return {"t": "access", "user": user, "note": note}
 
 
+def visibility(note: str) -> Event:
+    """The note's visibility changed: re-check the sockets subscribed to it."""
+    return {"t": "visibility", "note": note}
+
+
 def kick(session: str) -> Event:
     return {"t": "kick", "session": session}
 

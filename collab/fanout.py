@@ -54,7 +54,7 @@ class Fanout:
         try:
             while True:
                 self._pending[key] = False
-                if note_id in self.hub.note_peers:
+                if self.hub.sockets.watched(note_id):
                     await (
                         self._push_lock(note_id) if kind == "lock" else self._push_viewers(note_id)
                     )
@@ -70,7 +70,7 @@ class Fanout:
         frame = frames.encode(frames.lock(note_id, lock))
         if self.last_lock.get(note_id) != frame:
             self.last_lock[note_id] = frame
-            for peer in self.hub.note_peers.get(note_id, ()):
+            for peer in self.hub.sockets.viewers(note_id):
                 peer.push(frame)
 
     async def _push_viewers(self, note_id: str) -> None:
@@ -78,5 +78,5 @@ class Fanout:
         frame = frames.encode(frames.presence(note_id, viewers))
         if self.last_viewers.get(note_id) != frame:
             self.last_viewers[note_id] = frame
-            for peer in self.hub.note_peers.get(note_id, ()):
+            for peer in self.hub.sockets.viewers(note_id):
                 peer.push(frame)

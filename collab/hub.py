@@ -20,6 +20,7 @@ from collab import events, frames
 from collab.access import can_read, note_access
 from collab.bus.base import Bus
 from collab.clock import utc_now
+from collab.close_codes import CloseCode
 from collab.edits import EditFeed
 from collab.errors import Forbidden, NotFound, RateLimited
 from collab.events import Event
@@ -32,6 +33,7 @@ from collab.presence.base import PresenceStore
 from collab.registry.base import SessionRecord, SessionRegistry
 from collab.revocation import Revocations
 from collab.settings import Settings
+from collab.sockets import SocketIndex
 from collab.store.base import Store
 from collab.tokens import Tokens
 from collab.types import Access, Note, User
@@ -61,9 +63,7 @@ class Hub:
         self.bus = bus
         self.metrics = metrics
         self.replica_id = settings.replica_id or uuid.uuid4().hex[:8]
-        self.peers: dict[str, Peer] = {}  # session -> the socket serving it here
-        self.note_peers: dict[str, set[Peer]] = {}
-        self.note_version: dict[str, int] = {}  # highest version delivered here
+        self.sockets = SocketIndex()  # the live sockets here, by session, note and user
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.tokens = Tokens(self)
@@ -111,14 +111,14 @@ class Hub:
         """SIGTERM: stop taking work, drop presence at once, keep leases so
         clients can resume on another replica, close sockets with 1012."""
         self.draining = True
-        for peer in list(self.peers.values()):
+        for peer in self.sockets:
             for note_id in list(peer.subs):
                 try:
                     await self.presence.remove(note_id, peer.session)
                     await self.publish(events.presence(note_id))
                 except Exception:
                     log.warning("presence removal on drain failed", extra={"note": note_id})
-            peer.close_soon(1012, "server restarting")
+            peer.close_soon(CloseCode.SERVER_RESTART, "server restarting")
 
     # -- sessions ---------------------------------------------------------------
     async def attach(self, peer: Peer, resume: str | None) -> tuple[bool, list[dict[str, Any]]]:
@@ -151,17 +151,17 @@ class Hub:
                 self.tokens.forget_session(peer.session)
                 raise
         # Registered last: a socket whose hello failed is never a peer here.
-        self.peers[peer.session] = peer
-        self.metrics.ws_connections.set(len(self.peers))
+        self.sockets.add(peer)
+        self.metrics.ws_connections.set(len(self.sockets))
         return resumed, self.tokens.leases_of(peer.session)
 
     async def _supersede(self, session: str, previous: SessionRecord) -> None:
         """The session moved to a new socket: the old one closes with 4409."""
-        local = self.peers.get(session)
+        local = self.sockets.get(session)
         if local is not None and local.socket_id == previous.socket:
             self._drop_subscriptions(local)
-            self.peers.pop(session, None)
-            local.close_soon(4409, "session resumed elsewhere")
+            self.sockets.remove(local)
+            local.close_soon(CloseCode.SUPERSEDED, "session resumed elsewhere")
         if previous.replica != self.replica_id:
             await self.publish(events.moved(session, previous.socket))
 
@@ -190,10 +190,9 @@ class Hub:
         out, so a reload or a reconnect resumes them. Only an explicit
         ``release`` hands a token over at once."""
         self._drop_subscriptions(peer)
-        if self.peers.get(peer.session) is not peer:
+        if not self.sockets.remove(peer):
             return  # superseded by a resumed socket: nothing of the session is ours
-        del self.peers[peer.session]
-        self.metrics.ws_connections.set(len(self.peers))
+        self.metrics.ws_connections.set(len(self.sockets))
         for note_id in list(peer.subs):
             try:
                 if await self.presence.remove(note_id, peer.session):
@@ -204,19 +203,16 @@ class Hub:
 
     def _drop_subscriptions(self, peer: Peer) -> None:
         for note_id in list(peer.subs):
-            peers = self.note_peers.get(note_id)
-            if peers is not None:
-                peers.discard(peer)
-                if not peers:
-                    self._forget_note(note_id)
+            if self.sockets.unsubscribe(peer, note_id):
+                self._forget_note(note_id)
         self._count_subscriptions()
 
     def _count_subscriptions(self) -> None:
-        self.metrics.ws_subscriptions.set(sum(len(p) for p in self.note_peers.values()))
+        self.metrics.ws_subscriptions.set(self.sockets.subscription_count())
 
     def _forget_note(self, note_id: str) -> None:
-        self.note_peers.pop(note_id, None)
-        self.note_version.pop(note_id, None)
+        """Nobody here watches the note any more: drop what was kept for it."""
+        self.sockets.forget_note(note_id)
         self.fanout.forget(note_id)
         self.edits.forget(note_id)
 
@@ -224,7 +220,9 @@ class Hub:
         if not await self.registry.touch(peer.session, peer.socket_id, self.settings.lease_ttl_ms):
             current = await self.registry.get(peer.session)
             if current is not None and current.socket != peer.socket_id:
-                peer.close_soon(4409, "session resumed elsewhere")  # we missed the event
+                peer.close_soon(
+                    CloseCode.SUPERSEDED, "session resumed elsewhere"
+                )  # we missed the event
                 return []
             if current is None:  # expired while we were away: claim it back
                 await self.registry.claim(
@@ -287,11 +285,10 @@ class Hub:
                 raise NotFound("no such note")
             # Registered only now, with no await since the read: an edit
             # event is then either in the snapshot or pushed after it.
-            self.note_peers.setdefault(note_id, set()).add(peer)
+            self.sockets.subscribe(peer, note_id)
             peer.subs[note_id] = fresh.version
             peer.push(frames.encode(frames.snapshot(fresh, access, lock, viewers, rid)))
-            known = self.note_version.get(note_id, 0)
-            self.note_version[note_id] = max(known, fresh.version)
+            self.sockets.raise_known(note_id, fresh.version)
             # Viewers already here that have not seen up to this snapshot's
             # version get the versions in between, in order.
             await self.edits.catch_up_locked(note_id)
@@ -300,11 +297,8 @@ class Hub:
             await self.publish(events.presence(note_id))
 
     async def unsubscribe(self, peer: Peer, note_id: str) -> None:
-        peers = self.note_peers.get(note_id)
-        if peers is not None:
-            peers.discard(peer)
-            if not peers:
-                self._forget_note(note_id)
+        if self.sockets.unsubscribe(peer, note_id):
+            self._forget_note(note_id)
         peer.subs.pop(note_id, None)
         if await self.presence.remove(note_id, peer.session):
             await self.publish(events.presence(note_id))
@@ -355,28 +349,30 @@ class Hub:
             await self._on_moved(str(event["session"]), str(event["socket"]))
         elif kind == "access":
             await self.revocations.on_access(str(event["user"]), event.get("note"))
+        elif kind == "visibility":
+            await self.revocations.on_visibility(note_id)
         elif kind == "kick":
-            peer = self.peers.get(str(event["session"]))
+            peer = self.sockets.get(str(event["session"]))
             if peer is not None:
-                peer.close_soon(4403, "kicked by an administrator")
+                peer.close_soon(CloseCode.FORBIDDEN, "kicked by an administrator")
         elif kind == "deleted":
-            for peer in list(self.note_peers.get(note_id, ())):
+            for peer in self.sockets.viewers(note_id):
                 peer.push(frames.encode(frames.deleted(note_id)))
                 peer.subs.pop(note_id, None)
                 peer.access.pop(note_id, None)
             self._forget_note(note_id)
 
     async def _on_moved(self, session: str, socket: str) -> None:
-        peer = self.peers.get(session)
+        peer = self.sockets.get(session)
         if peer is None:
             # The session's old socket here is already gone: its leases are
             # served elsewhere now, so stop tracking (and expiring) them here.
             self.tokens.forget_session(session)
         elif peer.socket_id == socket:
             self._drop_subscriptions(peer)
-            del self.peers[session]
+            self.sockets.remove(peer)
             self.tokens.forget_session(session)
-            peer.close_soon(4409, "session resumed elsewhere")
+            peer.close_soon(CloseCode.SUPERSEDED, "session resumed elsewhere")
 
     # -- reconcile ---------------------------------------------------------------------------
     async def resync(self) -> None:
@@ -423,7 +419,7 @@ class Hub:
         held = [(s, n, h.fence) for s, notes in self.tokens.held.items()
                 for n, h in notes.items()]  # fmt: skip
         await self.tokens.on_reset()
-        self._resnapshot.update(self.note_peers)
+        self._resnapshot.update(self.sockets.notes())
         await self._resnapshot_pending()
         for session, note_id, fence in held:
             try:
@@ -435,7 +431,7 @@ class Hub:
         """Subscribers of notes not yet sent a fresh snapshot since a failover;
         a failure leaves the note pending for the next tick."""
         for note_id in list(self._resnapshot):
-            if note_id not in self.note_peers:
+            if not self.sockets.watched(note_id):
                 self._resnapshot.discard(note_id)
                 continue
             try:
@@ -452,15 +448,14 @@ class Hub:
             await self.tokens.on_reset()
         await self.tokens.poll()
         await self.tokens.recheck_access()
-        for note_id in list(self.note_peers):
+        for note_id in self.sockets.notes():
             self.fanout.refresh(note_id, "lock")
             self.fanout.refresh(note_id, "presence")
             note = await self.store.get_note(note_id)
             if note is None:
                 continue
-            if note_id in self.note_peers:
+            if self.sockets.watched(note_id):
                 # Also when the version is known here: a catch-up that failed
                 # half way left sockets behind it (rule 7).
-                known = self.note_version.get(note_id, -1)
-                self.note_version[note_id] = max(known, note.version)
+                self.sockets.raise_known(note_id, note.version)
                 await self.edits.catch_up(note_id)

@@ -270,8 +270,3 @@ def _nonneg_int(obj: dict[str, Any], key: str, label: str | None = None) -> int:
     if value < 0 or value > 2**53:
         raise BadRequest(f"field {name!r} is out of range")
     return value
-
-
-def encode(message: dict[str, Any]) -> str:
-    """Serialise one server frame (text)."""
-    return orjson.dumps(message).decode()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from collab import events, frames
 from collab.access import can_manage, can_write
+from collab.close_codes import CloseCode
 from collab.errors import Forbidden, NotFound
 from collab.types import User
 
@@ -25,18 +26,19 @@ class Revocations:
         once; drop what it may no longer see, fence what it may no longer
         write (protocol.md, Roles and access)."""
         record = await self.hub.store.get_user(user_id)
-        for peer in [p for p in self.hub.peers.values() if p.user.id == user_id]:
-            if record is None:
-                peer.close_soon(4403, "account removed")
+        for peer in self.hub.sockets.of_user(user_id):
+            if record is None and peer.user.role != "guest":  # guests are never stored
+                peer.close_soon(CloseCode.FORBIDDEN, "account removed")
                 continue
-            peer.user = record.user()
+            if record is not None:
+                peer.user = record.user()
             notes = [note_id] if isinstance(note_id, str) else list(peer.subs)
             for nid in notes:
                 peer.access.pop(nid, None)
                 note = await self.hub.store.get_note(nid)
                 access = await self.hub.access_of(peer.user, note) if note else None
                 if access is None and nid in peer.subs:
-                    peer.close_soon(4403, "access revoked")
+                    peer.close_soon(CloseCode.FORBIDDEN, "access revoked")
                     break
                 if nid in peer.subs and access is not None:
                     peer.access[nid] = access
@@ -67,6 +69,23 @@ class Revocations:
                         await self.hub.registry.remove_note(session.session, nid)
                         await self.hub.lock_changed(nid, "queue")
         await self.hub.publish(events.access(user_id, note_id))
+
+    async def note_visibility_changed(self, note_id: str) -> None:
+        """Called by the API after a note's visibility changed: every replica
+        re-checks the sockets subscribed to that note, and only those."""
+        await self.hub.publish(events.visibility(note_id))
+
+    async def on_visibility(self, note_id: str) -> None:
+        for peer in self.hub.sockets.viewers(note_id):
+            try:
+                access = await self.hub.current_access(peer.user, note_id)
+            except NotFound:
+                continue  # deleted meanwhile: the deleted event handles it
+            if access is None:
+                peer.close_soon(CloseCode.FORBIDDEN, "access revoked")
+            elif peer.access.get(note_id) != access:
+                peer.access[note_id] = access
+                peer.push(frames.encode(frames.access(note_id, access)))
 
     async def kick(self, session: str) -> None:
         record = await self.hub.registry.get(session)

@@ -205,7 +205,7 @@ class Tokens:
 
     async def _try_waiter(self, session: str, note_id: str) -> None:
         entry = self.book.waiting_on(session, note_id)
-        peer = self.hub.peers.get(session)
+        peer = self.hub.sockets.get(session)
         if entry is None or peer is None:
             return
         try:
@@ -247,7 +247,7 @@ class Tokens:
             await self.hub.registry.remove_note(session, note_id)
         except Exception:  # its liveness key then expires within one TTL
             log.warning("could not drop a waiter", extra={"note": note_id})
-        peer = self.hub.peers.get(session)
+        peer = self.hub.sockets.get(session)
         if peer is not None:
             peer.push(frames.encode(Forbidden(why).wire(entry.rid if entry else None)))
         await self.hub.lock_changed(note_id, "queue")
@@ -344,7 +344,7 @@ class Tokens:
         been lost) are fenced out, so nobody who may not write keeps a
         token alive with heartbeats while others wait (rule 2)."""
         for session, note_id, _ in self.book.all_holds():
-            peer = self.hub.peers.get(session)
+            peer = self.hub.sockets.get(session)
             if peer is not None:
                 await self.fence_if_unauthorised(peer, note_id)
 
@@ -366,7 +366,7 @@ class Tokens:
         held = self.book.holding(session, note_id)
         if held is None:
             return
-        if reason == "expired" and session not in self.hub.peers:
+        if reason == "expired" and not self.hub.sockets.serves(session):
             # No socket here any more: the session may have resumed on another
             # replica and renewed there. Only a lease really gone is a loss.
             view = await self.leases.view(note_id)
@@ -377,7 +377,7 @@ class Tokens:
         counter = {"expired": self.metrics.expiries, "reset": self.metrics.resets}
         if reason in counter:
             counter[reason].inc()
-        peer = self.hub.peers.get(session)
+        peer = self.hub.sockets.get(session)
         user_id = peer.user.id if peer else ""
         if peer is not None:
             peer.push(frames.encode(frames.lease_lost(note_id, held.fence, reason)))

@@ -3,6 +3,7 @@ whoever subscribes in between (rule 7)."""
 
 from __future__ import annotations
 
+from collab.types import User
 from tests.core.cluster import Cluster, settle, type_into, until
 
 
@@ -42,3 +43,28 @@ async def test_sync_and_live_pushes_never_repeat_or_reorder(cluster: Cluster) ->
             await h1.edits.sync(viewer, note.id, viewer.subs[note.id], base)
     await until(lambda: 10 in viewer.versions(note.id))
     assert viewer.versions(note.id) == list(range(1, 11))
+
+
+async def test_making_a_note_private_closes_only_its_readers_who_lost_access(
+    cluster: Cluster,
+) -> None:
+    h0, h1 = cluster.hubs
+    owner = await cluster.user()
+    note = await cluster.note(owner, "public")
+    other_note = await cluster.note(owner, "public")
+    reader = await cluster.connect(h1, await cluster.user())
+    await h1.subscribe(reader, note.id, 1)
+    writer_user = await cluster.user()
+    await cluster.store.set_access(note.id, writer_user.id, "write")
+    writer = await cluster.connect(h1, writer_user)
+    await h1.subscribe(writer, note.id, 1)
+    guest = await cluster.connect(h0, User("g" * 32, "visitor", "guest"))
+    await h0.subscribe(guest, other_note.id, 1)
+    by_owner = await cluster.connect(h0, owner)
+    await h0.subscribe(by_owner, note.id, 1)
+    await cluster.store.update_note(note.id, None, "private")
+    await h0.revocations.note_visibility_changed(note.id)
+    await until(lambda: reader.closed is not None)
+    assert reader.closed == (4403, "access revoked")
+    await settle(0.1)
+    assert writer.closed is None and guest.closed is None and by_owner.closed is None

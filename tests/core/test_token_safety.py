@@ -226,7 +226,7 @@ async def test_per_note_state_is_dropped_when_nobody_is_subscribed(cluster: Clus
         await h0.tokens.release(p, note.id, fence, 3)
         await h0.unsubscribe(p, note.id)
     assert h0.edits.lock_count == 0
-    assert not h0.note_peers and not h0.note_version
+    assert not h0.sockets.notes() and not h0.sockets.known_notes()
     assert not h0.tokens.held and not h0.tokens.waiting
 
 

@@ -92,7 +92,7 @@ def test_it_catches_a_write_without_access(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_it_catches_a_viewer_given_versions_out_of_order(monkeypatch: pytest.MonkeyPatch) -> None:
     def push_to_all_behind(self: Any, note_id: str, version: int, frame: str) -> bool:
-        for peer in self.hub.note_peers.get(note_id, ()):
+        for peer in self.hub.sockets.viewers(note_id):
             if peer.subs.get(note_id, version) < version:
                 peer.push(frame)
                 peer.subs[note_id] = version

@@ -234,10 +234,7 @@ class World:
             where = hub.replica_id
             if hub.tokens.held or hub.tokens.waiting:
                 self.history.fail(f"{where} still tracks holds {hub.tokens.held} / waits")
-            kept = {
-                "note_peers": hub.note_peers, "note_version": hub.note_version,
-                "delivery locks": hub.edits.lock_count, "peers": hub.peers,
-            }  # fmt: skip
+            kept = {**hub.sockets.sizes(), "delivery locks": hub.edits.lock_count}
             if any(kept.values()):
                 self.history.fail(f"{where} still keeps per-note or per-socket state: {kept}")
         for note in self.notes:

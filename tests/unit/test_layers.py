@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2] / "collab"
 LAYERS: dict[str, int] = {
     "types": 0, "errors": 0, "clock": 0,
     "access": 1, "messages": 1, "protocol": 1, "textops": 1, "peer": 1, "frames": 1, "events": 1,
-    "token_book": 1,
+    "token_book": 1, "sockets": 1,
     "close_codes": 1, "connection": 1,
     "settings": 2, "logs": 2, "metrics": 2, "redis_client": 2,
     "store": 3, "leases": 3, "presence": 3, "registry": 3, "bus": 3,

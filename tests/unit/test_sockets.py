@@ -1,0 +1,48 @@
+"""The socket index keeps its maps in step and shrinks with what is live."""
+
+from __future__ import annotations
+
+from collab.sockets import SocketIndex
+from collab.types import Access, User
+
+
+class _Peer:
+    def __init__(self, session: str, user: str) -> None:
+        self.socket_id = session + "-socket"
+        self.session = session
+        self.user = User(user, user, "user")
+        self.subs: dict[str, int] = {}
+        self.access: dict[str, Access] = {}
+
+    def push(self, frame: str) -> None: ...
+
+    def close_soon(self, code: int, reason: str) -> None: ...
+
+
+def test_sessions_users_and_notes_stay_in_step() -> None:
+    index = SocketIndex()
+    a, b = _Peer("s1", "u1"), _Peer("s2", "u1")
+    index.add(a)
+    index.add(b)
+    assert index.of_user("u1") == [a, b] or index.of_user("u1") == [b, a]
+    index.subscribe(a, "n")
+    index.subscribe(b, "n")
+    index.raise_known("n", 4)
+    index.raise_known("unwatched", 9)  # nobody here watches it: not kept
+    assert index.known("n") == 4 and index.known("unwatched", -1) == -1
+    assert not index.unsubscribe(a, "n")  # b still watches
+    assert index.unsubscribe(b, "n")  # the last one: the note's state goes
+    assert index.known("n", -1) == -1
+    assert index.remove(a) and index.remove(b)
+    assert index.sizes() == {"sessions": 0, "users": 0, "notes": 0, "versions": 0}
+
+
+def test_a_resumed_session_replaces_its_old_socket() -> None:
+    index = SocketIndex()
+    old, new = _Peer("s", "u"), _Peer("s", "u")
+    index.add(old)
+    index.add(new)
+    assert index.get("s") is new and index.of_user("u") == [new]
+    assert not index.remove(old)  # superseded: removing it changes nothing
+    assert index.remove(new)
+    assert index.sizes()["users"] == 0
