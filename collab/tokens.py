@@ -382,11 +382,21 @@ class Tokens:
         if peer is not None:
             peer.push(frames.encode(frames.lease_lost(note_id, held.fence, reason)))
         try:
-            await self.hub.registry.remove_note(session, note_id)
+            if await self._serves_record(session, peer.socket_id if peer else None):
+                await self.hub.registry.remove_note(session, note_id)
             await self.hub.audit(note_id, reason, session, user_id, held.fence)
         except Exception:
             log.warning("could not record lease loss", extra={"note": note_id})
         await self.hub.lock_changed(note_id, reason)
+
+    async def _serves_record(self, session: str, socket: str | None) -> bool:
+        """Whether this replica may change the session's shared record: not
+        when the session resumed elsewhere and a stale socket here has not
+        heard (the token may be held there now, and a resume must find it)."""
+        record = await self.hub.registry.get(session)
+        if record is None:
+            return True
+        return record.replica == self.hub.replica_id and socket in (None, record.socket)
 
     async def on_lock_event(self, note_id: str, reason: str, fence: int) -> None:
         """Another replica changed the note's token: tell our holder if it was

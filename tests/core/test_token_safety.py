@@ -274,3 +274,25 @@ async def test_an_in_process_lease_store_restart_does_not_pause(store: Store) ->
         assert granted["type"] == "granted" and granted["fence"] > fence
     finally:
         await cluster.close()
+
+
+async def test_a_stale_socket_does_not_take_the_token_out_of_the_shared_registry(
+    cluster: Cluster,
+) -> None:
+    """The session resumed on h1 while h0 missed the news: h0's stale socket
+    expires its old hold there, but must not remove the note from the
+    session's shared record, or the next resume would not find its token."""
+    h0, h1 = cluster.hubs
+    owner = await cluster.user()
+    note = await cluster.note(owner)
+    before = await cluster.connect(h0, owner)
+    await h0.tokens.acquire(before, note.id, False, 1)
+    cluster.buses[0].partition()  # h0 misses the "moved" event
+    after = await cluster.connect(h1, owner, resume=before.session)
+    for _ in range(8):  # past h0's local deadline, with h1 heartbeating
+        await h1.heartbeat(after)
+        await asyncio.sleep(cluster.settings.heartbeat_ms / 2000)
+    await h0.tokens.expire_overdue()  # h0 gives up its stale hold
+    assert not h0.tokens.leases_of(before.session)
+    assert note.id in await cluster.registry.notes(after.session)
+    cluster.buses[0].heal()
