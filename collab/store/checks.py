@@ -4,11 +4,40 @@ with the same op id, decide in the documented order what happens."""
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from collab.access import can_write, note_access
 from collab.errors import BadRequest, Fenced, Forbidden, Stale
+from collab.store.base import FenceAdvance
 from collab.types import Access, Grant, User, Visibility
 
 STORED_ROLES = ("admin", "user")
+
+
+class Row(Protocol):
+    """A database row read by column name (asyncpg's Record, sqlite3.Row)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def row_access(user_id: str, row: Row) -> Access | None:
+    """``stored_writer_access`` from a note row read with the user's stored
+    ``role`` and ``access`` grant joined in (both stores' edit and grant
+    queries read exactly those columns)."""
+    grant = row["access"] if row["access"] in ("read", "write") else None
+    return stored_writer_access(user_id, row["role"], row["owner_id"], row["visibility"], grant)
+
+
+def check_grant(user_id: str, row: Row, fence: int) -> FenceAdvance:
+    """Decide a grant's fence commit from the locked note row: ``Forbidden``
+    when the user may not write now (rule 2); else raise the fence only if it
+    is higher than the stored one (rule 1). ``raised`` says whether to write."""
+    if not can_write(row_access(user_id, row)):
+        raise Forbidden("you cannot write to this note")
+    current = int(row["fence"])
+    if current >= fence:
+        return FenceAdvance(raised=False, fence=current)
+    return FenceAdvance(raised=True, fence=fence)
 
 
 def stored_writer_access(

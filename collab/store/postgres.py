@@ -12,10 +12,10 @@ import logging
 import asyncpg
 
 from collab.access import can_write
-from collab.errors import CollabError, Conflict, Fenced, Forbidden, NotFound
+from collab.errors import CollabError, Conflict, Fenced, NotFound
 from collab.store import rows
 from collab.store.base import FAILOVER_FENCE_STEP, CommitResult, FenceAdvance, LockEvent, Store
-from collab.store.checks import check_edit, check_stored_role, stored_writer_access
+from collab.store.checks import check_edit, check_grant, check_stored_role, row_access
 from collab.store.migrator import migration_files
 from collab.store.pg_pools import PgPools
 from collab.textops import apply_payload
@@ -307,22 +307,14 @@ class PostgresStore(Store):
             note = await conn.fetchrow(_LOCK_NOTE_FOR_EDIT, note_id, writer.id)
             if note is None:
                 raise NotFound("note not found")
-            access = stored_writer_access(
-                writer.id, note["role"], note["owner_id"], note["visibility"],
-                rows.grant(note["access"]),
-            )  # fmt: skip
-            if not can_write(access):
-                raise Forbidden("you cannot write to this note")
-            # Rule 1: only ever raise the fence; the row is locked, so the
-            # value read is the value compared.
-            current = int(note["fence"])
-            if current >= fence:
-                return FenceAdvance(raised=False, fence=current)
-            await conn.execute(
-                "UPDATE notes SET fence = $2, fence_holder = $3 WHERE id = $1",
-                note_id, fence, holder,
-            )  # fmt: skip
-        return FenceAdvance(raised=True, fence=fence)
+            # The row is locked, so the fence read is the fence compared.
+            decision = check_grant(writer.id, note, fence)
+            if decision.raised:
+                await conn.execute(
+                    "UPDATE notes SET fence = $2, fence_holder = $3 WHERE id = $1",
+                    note_id, fence, holder,
+                )  # fmt: skip
+        return decision
 
     async def bump_fence(self, note_id: str, at_least: int) -> int:
         async with self.pools.transaction() as conn:
@@ -401,13 +393,7 @@ class PostgresStore(Store):
                 raise NotFound("note not found")
             current_fence, current_version = int(note["fence"]), int(note["version"])
             current_holder = str(note["fence_holder"])
-            access = stored_writer_access(
-                by.id,
-                note["role"],
-                note["owner_id"],
-                note["visibility"],
-                rows.grant(note["access"]),
-            )
+            access = row_access(by.id, note)
             text: str | None = None
             refused: CollabError | None = None
             current = (current_fence, current_holder, current_version) == (fence, holder, base)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 
-from collab.access import can_write
-from collab.errors import Conflict, Fenced, Forbidden, NotFound
+from collab.errors import Conflict, Fenced, NotFound
 from collab.store import rows
 from collab.store.base import CommitResult, FenceAdvance, LockEvent, Store
-from collab.store.checks import check_edit, check_stored_role, stored_writer_access
+from collab.store.checks import check_edit, check_grant, check_stored_role, row_access
 from collab.store.migrator import migration_files, split_statements
 from collab.store.sqlite_db import DEFAULT_BUSY_TIMEOUT_MS, SqliteDb, execute, fetch_all, fetch_one
 from collab.textops import apply_payload
@@ -254,22 +253,15 @@ class SqliteStore(Store):
             note = await fetch_one(conn, _NOTE_FOR_EDIT, [writer.id, writer.id, note_id])
             if note is None:
                 raise NotFound("note not found")
-            access = stored_writer_access(
-                writer.id, note["role"], note["owner_id"], note["visibility"],
-                rows.grant(note["access"]),
-            )  # fmt: skip
-            if not can_write(access):
-                raise Forbidden("you cannot write to this note")
-            # Rule 1: only ever raise the fence (BEGIN IMMEDIATE holds the row).
-            current = int(note["fence"])
-            if current >= fence:
-                return FenceAdvance(raised=False, fence=current)
-            await execute(
-                conn,
-                "UPDATE notes SET fence = ?, fence_holder = ? WHERE id = ?",
-                [fence, holder, note_id],
-            )
-        return FenceAdvance(raised=True, fence=fence)
+            # BEGIN IMMEDIATE holds the row: the fence read is the fence compared.
+            decision = check_grant(writer.id, note, fence)
+            if decision.raised:
+                await execute(
+                    conn,
+                    "UPDATE notes SET fence = ?, fence_holder = ? WHERE id = ?",
+                    [fence, holder, note_id],
+                )
+        return decision
 
     async def bump_fence(self, note_id: str, at_least: int) -> int:
         async with self.db.write() as conn:
@@ -333,13 +325,7 @@ class SqliteStore(Store):
                 logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
                 payload_hash=digest,
                 # Rule 2: write access from the stored rows, in this transaction.
-                access=stored_writer_access(
-                    by.id,
-                    note["role"],
-                    note["owner_id"],
-                    note["visibility"],
-                    rows.grant(note["access"]),
-                ),
+                access=row_access(by.id, note),
             )
             if original is not None:
                 return CommitResult(original, duplicate=True, content=note["content"])

@@ -5,38 +5,18 @@ lease, presence, registry and bus twins shared by the replicas."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from collab.store import PostgresStore, SqliteStore, Store
-from collab.store.memory import MemoryStore
+from collab.store import Store
 from tests.core.cluster import Cluster
-from tests.support.services import create_database, drop_database
 
-
-@pytest.fixture(params=["sqlite", "postgres", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        opened: Store = MemoryStore()
-        url = ""
-    elif request.param == "sqlite":
-        opened = await SqliteStore(str(tmp_path / "data" / "collab.db")).open()
-        url = ""
-    else:
-        url = await create_database()
-        opened = await PostgresStore(url, pool_min=1, pool_max=8).open()
-    try:
-        await opened.migrate()
-        yield opened
-    finally:
-        await opened.close()
-        if url:
-            await drop_database(url)
+# The contract suite's fixture, so both suites run on the same three stores.
+from tests.store.conftest import store  # noqa: F401
 
 
 @pytest.fixture
-async def cluster(store: Store) -> AsyncIterator[Cluster]:
+async def cluster(store: Store) -> AsyncIterator[Cluster]:  # noqa: F811 - the fixture above
     started = await Cluster(store).start()
     try:
         yield started
