@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collab.access import can_create_notes, can_manage, is_admin, note_access
-from collab.auth import Claims, iso_from_unix
+from collab.auth import Claims
+from collab.clock import iso_from_epoch_s
 from collab.errors import (
     BadRequest,
     CollabError,
@@ -186,7 +187,7 @@ def _token_reply(
     token, exp = rt_of(request).codec.issue(
         user, auth_time=auth_time, password_version=password_version
     )
-    return json({"token": token, "expires_at": iso_from_unix(exp), "user": user.wire()}, status)
+    return json({"token": token, "expires_at": iso_from_epoch_s(exp), "user": user.wire()}, status)
 
 
 def _credentials(data: dict[str, Any]) -> tuple[str, str]:

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import jwt
@@ -187,10 +186,6 @@ class TokenCodec:
             User(sub, name, user_role), float(data["exp"]), str(data.get("jti", "")),
             float(auth_time), pwv,
         )  # fmt: skip
-
-
-def iso_from_unix(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

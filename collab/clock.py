@@ -18,6 +18,22 @@ def steady_wall_clock_ms() -> float:
     return _ANCHOR_MS + time.monotonic() * 1000.0
 
 
+# The one form every timestamp takes on the wire and in the stores: ISO 8601
+# UTC with microseconds, e.g. ``2026-11-24T10:00:00.000000Z``.
+WIRE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(WIRE_FORMAT)
+
+
+def iso_from_epoch_s(seconds: float) -> str:
+    return iso_utc(datetime.fromtimestamp(seconds, UTC))
+
+
+def iso_from_epoch_ms(milliseconds: float) -> str:
+    return iso_from_epoch_s(milliseconds / 1000.0)
+
+
 def utc_now() -> str:
-    """ISO 8601 UTC with microseconds, the form every timestamp takes on the wire."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return iso_utc(datetime.now(UTC))

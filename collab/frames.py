@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from collab.messages import Rid
-from collab.types import Access, LockState, LossReason, Note
+from collab.types import Access, LockState, LossReason, Note, User
 
 Frame = dict[str, Any]
 
@@ -73,6 +73,25 @@ def access(note: str, level: Access) -> Frame:
 
 def deleted(note: str) -> Frame:
     return {"type": "deleted", "note": note}
+
+
+def welcome(
+    rid: Rid, protocol: int, session: str, user: User, server: str, heartbeat_ms: int,
+    lease_ttl_ms: int, resumed: bool, leases: list[dict[str, Any]],
+) -> Frame:  # fmt: skip
+    return {
+        "type": "welcome", "rid": rid, "protocol": protocol, "session": session,
+        "user": user.wire(), "server": server, "heartbeat_ms": heartbeat_ms,
+        "lease_ttl_ms": lease_ttl_ms, "resumed": resumed, "leases": leases,
+    }  # fmt: skip
+
+
+def heartbeat_ack(rid: Rid, leases: list[dict[str, Any]]) -> Frame:
+    return {"type": "heartbeat_ack", "rid": rid, "leases": leases}
+
+
+def refreshed(rid: Rid, expires_at: str) -> Frame:
+    return {"type": "refreshed", "rid": rid, "expires_at": expires_at}
 
 
 def unsubscribed(rid: Rid, note: str) -> Frame:

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from collab import frames
 from collab import messages as m
-from collab.auth import iso_from_unix
+from collab.clock import iso_from_epoch_s
 from collab.close_codes import CloseCode
 from collab.connection import (
     PROTOCOL_VERSION,
@@ -200,12 +200,10 @@ class Connection:
         self._attached = True
         self.rt.connections.add(self)
         self.protocol.hello_accepted(claims.expires_at, time.monotonic(), time.time())
-        await self._send_now({
-            "type": "welcome", "rid": hello.rid, "protocol": PROTOCOL_VERSION,
-            "session": self.session, "user": self.user.wire(), "server": self.hub.replica_id,
-            "heartbeat_ms": self.settings.heartbeat_ms, "lease_ttl_ms": self.settings.lease_ttl_ms,
-            "resumed": resumed, "leases": leases,
-        })  # fmt: skip
+        await self._send_now(frames.welcome(
+            hello.rid, PROTOCOL_VERSION, self.session, self.user, self.hub.replica_id,
+            self.settings.heartbeat_ms, self.settings.lease_ttl_ms, resumed, leases,
+        ))  # fmt: skip
         self._writer = asyncio.create_task(self._write())
         self._arm_timer()
 
@@ -223,7 +221,7 @@ class Connection:
     async def _handle(self, msg: Request) -> dict[str, Any] | None:
         hub = self.hub
         if isinstance(msg, m.Heartbeat):
-            return {"type": "heartbeat_ack", "rid": msg.rid, "leases": await hub.heartbeat(self)}
+            return frames.heartbeat_ack(msg.rid, await hub.heartbeat(self))
         if isinstance(msg, m.Edit):
             return await hub.edits.edit(self, msg)
         if isinstance(msg, m.Subscribe):
@@ -255,7 +253,7 @@ class Connection:
         self.user = claims.user
         self.protocol.token_refreshed(claims.expires_at, time.monotonic(), time.time())
         self._arm_timer()
-        return {"type": "refreshed", "rid": msg.rid, "expires_at": iso_from_unix(claims.expires_at)}
+        return frames.refreshed(msg.rid, iso_from_epoch_s(claims.expires_at))
 
     # -- tasks ---------------------------------------------------------------------
     def _arm_timer(self) -> None:

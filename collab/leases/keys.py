@@ -5,7 +5,6 @@ a single slot (rule 11)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from collab.redis_client import note_key_base
 
@@ -47,9 +46,3 @@ class LeaseKeys:
             self.qseq,
             self.waiter(session),
         )
-
-
-def iso_utc_ms(epoch_ms: float) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. ``2024-05-01T12:00:00.123Z``."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000.0, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

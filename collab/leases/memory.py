@@ -8,9 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from collab.clock import Clock, steady_wall_clock_ms
+from collab.clock import Clock, iso_from_epoch_ms, steady_wall_clock_ms
 from collab.leases.base import RESET_SESSION, AcquireResult, LeaseStore, LeaseView, QueueView
-from collab.leases.keys import iso_utc_ms
 from collab.types import User
 
 
@@ -212,7 +211,7 @@ class MemoryLeaseStore(LeaseStore):
             holder=lease.user,
             session=lease.session,
             fence=lease.fence,
-            since=iso_utc_ms(lease.since_ms),
+            since=iso_from_epoch_ms(lease.since_ms),
             ttl_ms=int(lease.expires_ms - now),
             queue=queue,
         )

@@ -8,9 +8,10 @@ import asyncio
 import secrets
 from typing import Any
 
+from collab.clock import iso_from_epoch_ms
 from collab.leases import scripts
 from collab.leases.base import AcquireResult, LeaseStore, LeaseView, QueueView
-from collab.leases.keys import LeaseKeys, iso_utc_ms
+from collab.leases.keys import LeaseKeys
 from collab.redis_client import (
     RedisClientOptions,
     check_session,
@@ -202,7 +203,7 @@ class RedisLeaseStore(LeaseStore):
         if h_session == session and h_user:
             # The holder hash is written with the lease (same script, same TTL).
             holder = decode_user(h_user)
-            since = iso_utc_ms(float(h_since)) if h_since else ""
+            since = iso_from_epoch_ms(float(h_since)) if h_since else ""
         else:
             holder = User(id=user_id, name="", role="user")
         return LeaseView(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from collab.access import can_write
+from collab.clock import utc_now
 from collab.errors import Conflict, Forbidden, NotFound
 from collab.store import rows
 from collab.store.base import FAILOVER_FENCE_STEP, CommitResult, FenceAdvance, LockEvent, Store
@@ -103,7 +104,7 @@ class MemoryStore(Store):
         key = rows.name_key(name)
         if key in self.tables.names:
             raise Conflict("that user name is taken")
-        record = UserRecord(rows.new_id(), name, role, password_hash, rows.utc_now())
+        record = UserRecord(rows.new_id(), name, role, password_hash, utc_now())
         self.tables.users[record.id] = record
         self.tables.names[key] = record.id
         return record
@@ -135,7 +136,7 @@ class MemoryStore(Store):
     ) -> Note:
         if owner_id not in self.tables.users:
             raise NotFound("owner not found")
-        now = rows.utc_now()
+        now = utc_now()
         note = Note(rows.new_id(), owner_id, title, content, visibility, 0, 0, now, now)
         self.tables.notes[note.id] = NoteRow(note)
         self.tables.edits[note.id] = []
@@ -173,7 +174,7 @@ class MemoryStore(Store):
             row.note,
             title=row.note.title if title is None else title,
             visibility=row.note.visibility if visibility is None else visibility,
-            updated_at=rows.utc_now(),
+            updated_at=utc_now(),
         )
         return row.note
 
@@ -279,7 +280,7 @@ class MemoryStore(Store):
         if original is not None:
             return CommitResult(original, duplicate=True, content=note.content)
         text = apply_payload(note.content, payload, max_chars)
-        now = rows.utc_now()
+        now = utc_now()
         row.note = replace(note, content=text, version=note.version + 1, updated_at=now)
         version = row.note.version
         t.edits[note_id].append(EditRecord(note_id, version, op, payload, by, now))
@@ -300,7 +301,7 @@ class MemoryStore(Store):
         if note.version not in saved:
             saved[note.version] = Revision(
                 note_id, note.version, note.title, note.content,
-                rows.utc_now(), by_id,
+                utc_now(), by_id,
             )  # fmt: skip
         return saved[note.version]
 
@@ -325,7 +326,7 @@ class MemoryStore(Store):
     ) -> None:
         events = self.tables.lock_events
         event_id = events[-1].id + 1 if events else 1
-        now = rows.utc_now()
+        now = utc_now()
         events.append(LockEvent(event_id, note_id, kind, session, user_id, fence, now, detail))
 
     async def lock_events(self, note_id: str | None = None) -> list[LockEvent]:

@@ -13,11 +13,12 @@ import hashlib
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, cast
 
 import orjson
 
+from collab.clock import iso_utc
 from collab.errors import BadRequest
 from collab.store.base import LockEvent
 from collab.textops import apply_payload
@@ -41,9 +42,6 @@ class Row(Protocol):
     def __getitem__(self, key: str, /) -> Any: ...
 
 
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
 def new_id() -> str:
     """A fresh text id (uuid4 hex), made in Python so both backends agree."""
     return uuid.uuid4().hex
@@ -56,16 +54,12 @@ def name_key(name: str) -> str:
     return name.casefold()
 
 
-def utc_now() -> str:
-    return format_ts(datetime.now(UTC))
-
-
 def format_ts(value: datetime | str) -> str:
     """PostgreSQL returns ``datetime`` (timestamptz); SQLite stores the text
     this function produced, which passes through unchanged."""
     if isinstance(value, str):
         return value
-    return value.astimezone(UTC).strftime(_TS_FORMAT)
+    return iso_utc(value)
 
 
 def payload_json(payload: EditPayload) -> str:

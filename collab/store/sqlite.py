@@ -3,13 +3,14 @@
 Same tables, same checks, same SQL guards (rule 2's ``WHERE fence = ? AND
 version = ?`` included), so the contract suite in ``tests/store`` passes on
 both. Connection and transaction handling live in ``sqlite_db.py``.
-Timestamps are made in Python (``rows.utc_now``): one process, one clock.
+Timestamps are made in Python (``clock.utc_now``): one process, one clock.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+from collab.clock import utc_now
 from collab.errors import Conflict, Fenced, NotFound
 from collab.store import rows
 from collab.store.base import CommitResult, FenceAdvance, LockEvent, Store
@@ -71,7 +72,7 @@ class SqliteStore(Store):
                 await execute(
                     conn,
                     "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
-                    [name, rows.utc_now()],
+                    [name, utc_now()],
                 )
             applied.append(name)
         return applied
@@ -95,7 +96,7 @@ class SqliteStore(Store):
                     conn,
                     "INSERT INTO users (id, name, name_key, role, password_hash, created_at)"
                     f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_USER}",
-                    [rows.new_id(), name, rows.name_key(name), role, password_hash, rows.utc_now()],
+                    [rows.new_id(), name, rows.name_key(name), role, password_hash, utc_now()],
                 )
             except sqlite3.IntegrityError:
                 raise Conflict("that user name is taken") from None
@@ -138,7 +139,7 @@ class SqliteStore(Store):
     async def create_note(
         self, owner_id: str, title: str, content: str, visibility: Visibility
     ) -> Note:
-        now = rows.utc_now()
+        now = utc_now()
         note_id = rows.new_id()
         async with self.db.write() as conn:
             try:
@@ -189,7 +190,7 @@ class SqliteStore(Store):
                 conn,
                 "UPDATE notes SET title = coalesce(?, title), visibility = coalesce(?, visibility),"
                 f" updated_at = ? WHERE id = ? RETURNING {_NOTE}",
-                [title, visibility, rows.utc_now(), note_id],
+                [title, visibility, utc_now(), note_id],
             )
         if row is None:
             raise NotFound("note not found")
@@ -330,7 +331,7 @@ class SqliteStore(Store):
             if original is not None:
                 return CommitResult(original, duplicate=True, content=note["content"])
             text = apply_payload(note["content"], payload, max_chars)
-            now = rows.utc_now()
+            now = utc_now()
             # Rule 2: the write itself requires fence equality and the base version.
             updated = await fetch_one(
                 conn,
@@ -388,7 +389,7 @@ class SqliteStore(Store):
                 conn,
                 "INSERT INTO revisions (note_id, version, title, content, by_id, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (note_id, version) DO NOTHING",
-                [note_id, note["version"], note["title"], note["content"], by_id, rows.utc_now()],
+                [note_id, note["version"], note["title"], note["content"], by_id, utc_now()],
             )
             row = await fetch_one(
                 conn,
@@ -435,7 +436,7 @@ class SqliteStore(Store):
                 conn,
                 "INSERT INTO lock_events (note_id, kind, session, user_id, fence, at, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [note_id, kind, session, user_id, fence, rows.utc_now(), detail],
+                [note_id, kind, session, user_id, fence, utc_now(), detail],
             )
 
     async def lock_events(self, note_id: str | None = None) -> list[LockEvent]:

@@ -154,7 +154,7 @@ async def test_view_shows_holder_and_live_waiters(leases: LeaseEnv) -> None:
     view = await s.view(NOTE)
     assert isinstance(view, LeaseView)
     assert (view.holder, view.session, view.fence) == (ALICE, "sa", 1)
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", view.since)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", view.since)  # the wire form
     assert 0 < view.ttl_ms <= TTL_MS
     assert view.queue == (("sc", CAROL), ("sb", BOB))
     state = view.lock_state()
