@@ -22,17 +22,38 @@ from collab import events, frames
 from collab.access import can_read
 from collab.clock import utc_now
 from collab.errors import Forbidden, NotFound
+from collab.fanout import Fanout
+from collab.host import Host
 from collab.messages import Edit, Rid
+from collab.metrics import Metrics
+from collab.settings import Settings
+from collab.sockets import SocketIndex
+from collab.store.base import Store
+from collab.tokens import Tokens
 from collab.types import EditRecord
 
 if TYPE_CHECKING:
-    from collab.hub import Hub
     from collab.peer import Peer
 
 
 class EditFeed:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        sockets: SocketIndex,
+        metrics: Metrics,
+        tokens: Tokens,
+        fanout: Fanout,
+        host: Host,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sockets = sockets
+        self.metrics = metrics
+        self.tokens = tokens
+        self.fanout = fanout
+        self.host = host
         # One lock per note with a subscriber here or a delivery under way;
         # dropped when neither is left, so the map is bounded by live notes.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -47,7 +68,7 @@ class EditFeed:
             async with lock:
                 yield
         finally:
-            idle = not lock.locked() and not self.hub.sockets.watched(note_id)
+            idle = not lock.locked() and not self.sockets.watched(note_id)
             if idle and self._locks.get(note_id) is lock:
                 del self._locks[note_id]
 
@@ -62,7 +83,7 @@ class EditFeed:
 
     # -- client requests ------------------------------------------------------
     async def sync(self, peer: Peer, note_id: str, since: int, rid: Rid) -> None:
-        access = await self.hub.current_access(peer.user, note_id)
+        access = await self.host.current_access(peer.user, note_id)
         if not can_read(access):
             raise Forbidden("you cannot read this note")
         async with self.serialised(note_id):
@@ -72,7 +93,7 @@ class EditFeed:
         # A subscribed socket already got every version up to ``subs`` on this
         # same stream, in order, so the reply starts there: nothing twice.
         since = max(since, peer.subs.get(note_id, since))
-        edits = await self.hub.store.edits_since(note_id, since, self.hub.settings.sync_max_edits)
+        edits = await self.store.edits_since(note_id, since, self.settings.sync_max_edits)
         if edits is None:
             await self._snapshot_locked(peer, note_id, rid)
             return
@@ -80,42 +101,44 @@ class EditFeed:
         peer.push(frames.encode(frames.changes(rid, note_id, since, to, [e.wire() for e in edits])))
         if note_id in peer.subs:
             peer.subs[note_id] = max(peer.subs[note_id], to)
-            self.hub.sockets.raise_known(note_id, to)
+            self.sockets.raise_known(note_id, to)
 
     async def _snapshot_locked(self, peer: Peer, note_id: str, rid: Rid) -> None:
-        note = await self.hub.store.get_note(note_id)
+        note = await self.store.get_note(note_id)
         if note is None:
             raise NotFound("no such note")
-        access = await self.hub.current_access(peer.user, note_id)
+        access = await self.host.current_access(peer.user, note_id)
         if access is None:
             raise Forbidden("you cannot read this note")
-        lock = await self.hub.tokens.lock_state(note_id)
-        viewers = await self.hub.fanout.viewers(note_id)
+        lock = await self.tokens.lock_state(note_id)
+        viewers = await self.fanout.viewers(note_id)
         peer.push(frames.encode(frames.snapshot(note, access, lock, viewers, rid)))
         if note_id in peer.subs:
             peer.subs[note_id] = note.version
-            self.hub.sockets.raise_known(note_id, note.version)
+            self.sockets.raise_known(note_id, note.version)
 
     async def edit(self, peer: Peer, msg: Edit) -> dict[str, Any]:
         # Write access is decided by the store inside the commit (rule 2).
         started = time.perf_counter()
         try:
-            result = await self.hub.store.commit_edit(
+            result = await self.store.commit_edit(
                 msg.note, msg.fence, msg.base, msg.op, msg.payload, peer.user,
-                self.hub.settings.max_note_chars, holder=peer.session,
+                self.settings.max_note_chars, holder=peer.session,
             )  # fmt: skip
         except Exception as exc:
             if getattr(exc, "code", "") == "forbidden":
                 # A holder that may no longer write gives the token up now.
-                self.hub.spawn(self.hub.tokens.fence_if_unauthorised(peer, msg.note))
+                self.host.spawn(self.tokens.fence_if_unauthorised(peer, msg.note))
             if getattr(exc, "code", "") == "fenced":
-                self.hub.metrics.fenced_writes.inc()
-                self.hub.spawn(self.hub.audit(msg.note, "fenced_write", peer.session, peer.user.id,
-                                      msg.fence))  # fmt: skip
+                self.metrics.fenced_writes.inc()
+                audit = self.host.audit(
+                    msg.note, "fenced_write", peer.session, peer.user.id, msg.fence
+                )
+                self.host.spawn(audit)
             raise
         # Read with no await since the commit: the timeline it committed on.
-        timeline = self.hub.store.timeline
-        self.hub.metrics.edit_commit.observe(time.perf_counter() - started)
+        timeline = self.store.timeline
+        self.metrics.edit_commit.observe(time.perf_counter() - started)
         ack = frames.ack(msg.rid, msg.note, msg.op, result.version)
         if result.duplicate:
             if result.version == msg.base + 1:
@@ -123,17 +146,17 @@ class EditFeed:
                 # knows its own edit, so that version is delivered to it.
                 await self.mark_delivered(peer, msg.note, result.version)
             return ack
-        self.hub.metrics.edits.inc()
+        self.metrics.edits.inc()
         record = EditRecord(msg.note, result.version, msg.op, msg.payload, peer.user, utc_now())
         frame = record.wire()
         # The writer had ``base``, so it has everything up to this version.
         await self.deliver(msg.note, result.version, frames.encode(frame), time.time(), "local",
                            writer=peer)  # fmt: skip
-        await self.hub.publish(
+        await self.host.publish(
             events.edited(msg.note, result.version, frame, time.time(), timeline)
         )
-        if result.version % self.hub.settings.revision_every_versions == 0:
-            self.hub.spawn(self.save_revision(msg.note, peer.user.id))
+        if result.version % self.settings.revision_every_versions == 0:
+            self.host.spawn(self.save_revision(msg.note, peer.user.id))
         return ack
 
     async def mark_delivered(self, peer: Peer, note_id: str, version: int) -> None:
@@ -146,14 +169,14 @@ class EditFeed:
         failover that may have lost the newest writes, the versions they hold
         may not exist any more, so their positions in the log mean nothing."""
         async with self.serialised(note_id):
-            self.hub.sockets.forget_known(note_id)
-            for peer in self.hub.sockets.viewers(note_id):
+            self.sockets.forget_known(note_id)
+            for peer in self.sockets.viewers(note_id):
                 with contextlib.suppress(NotFound, Forbidden):
                     await self._snapshot_locked(peer, note_id, None)
 
     async def save_revision(self, note_id: str, by_id: str | None) -> None:
         with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to keep
-            await self.hub.store.save_revision(note_id, by_id)
+            await self.store.save_revision(note_id, by_id)
 
     # -- delivery -------------------------------------------------------------
     async def deliver(
@@ -167,20 +190,20 @@ class EditFeed:
     ) -> None:
         """Push edit ``version`` to the local subscribers one version behind
         it; catch up from the store any that are further behind."""
-        if not self.hub.sockets.watched(note_id):
+        if not self.sockets.watched(note_id):
             return
         async with self.serialised(note_id):
             if writer is not None and note_id in writer.subs:
                 writer.subs[note_id] = max(writer.subs[note_id], version)
-            self.hub.sockets.raise_known(note_id, version)
+            self.sockets.raise_known(note_id, version)
             if self._push(note_id, version, frame):
                 await self.catch_up_locked(note_id)
-            self.hub.metrics.fanout.labels(origin).observe(max(0.0, time.time() - ts))
+            self.metrics.fanout.labels(origin).observe(max(0.0, time.time() - ts))
 
     def _push(self, note_id: str, version: int, frame: str) -> bool:
         """Send to sockets exactly one behind; True if some are further behind."""
         lagging = False
-        for peer in self.hub.sockets.viewers(note_id):
+        for peer in self.sockets.viewers(note_id):
             have = peer.subs.get(note_id)
             if have is None:
                 continue
@@ -195,21 +218,19 @@ class EditFeed:
         """Bring every local subscriber up to the highest version known here,
         from the edit log (or a snapshot when the log cannot cover the gap).
         The caller holds the note's delivery lock."""
-        target = self.hub.sockets.known(note_id)
-        behind = [
-            p for p in self.hub.sockets.viewers(note_id) if p.subs.get(note_id, target) < target
-        ]
+        target = self.sockets.known(note_id)
+        behind = [p for p in self.sockets.viewers(note_id) if p.subs.get(note_id, target) < target]
         if not behind:
             return
         since = min(p.subs[note_id] for p in behind)
-        edits = await self.hub.store.edits_since(note_id, since, self.hub.settings.sync_max_edits)
+        edits = await self.store.edits_since(note_id, since, self.settings.sync_max_edits)
         if edits is None:
             for peer in behind:
                 with contextlib.suppress(NotFound, Forbidden):
                     await self._snapshot_locked(peer, note_id, None)
             return
         for record in edits:
-            self.hub.sockets.raise_known(note_id, record.version)
+            self.sockets.raise_known(note_id, record.version)
             self._push(note_id, record.version, frames.encode(record.wire()))
 
     async def catch_up(self, note_id: str) -> None:

@@ -8,19 +8,25 @@ not at all (rule 7)."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from collab import frames
-
-if TYPE_CHECKING:
-    from collab.hub import Hub
+from collab.host import Host
+from collab.presence.base import PresenceStore
+from collab.sockets import SocketIndex
+from collab.tokens import Tokens
 
 log = logging.getLogger("collab.fanout")
 
 
 class Fanout:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self, sockets: SocketIndex, presence: PresenceStore, tokens: Tokens, host: Host
+    ) -> None:
+        self.sockets = sockets
+        self.presence = presence
+        self.tokens = tokens
+        self.host = host
         self.last_lock: dict[str, str] = {}  # note -> last lock frame pushed here
         self.last_viewers: dict[str, str] = {}
         self._pending: dict[tuple[str, str], bool] = {}
@@ -36,7 +42,7 @@ class Fanout:
 
     async def viewers(self, note_id: str) -> list[dict[str, Any]]:
         seen: dict[str, dict[str, Any]] = {}
-        for _, user in await self.hub.presence.viewers(note_id):
+        for _, user in await self.presence.viewers(note_id):
             seen.setdefault(user.id, user.wire())
         return list(seen.values())
 
@@ -47,14 +53,14 @@ class Fanout:
             self._pending[key] = True
             return
         self._pending[key] = False
-        self.hub.spawn(self._run_refresh(note_id, kind))
+        self.host.spawn(self._run_refresh(note_id, kind))
 
     async def _run_refresh(self, note_id: str, kind: str) -> None:
         key = (note_id, kind)
         try:
             while True:
                 self._pending[key] = False
-                if self.hub.sockets.watched(note_id):
+                if self.sockets.watched(note_id):
                     await (
                         self._push_lock(note_id) if kind == "lock" else self._push_viewers(note_id)
                     )
@@ -66,11 +72,11 @@ class Fanout:
             self._pending.pop(key, None)
 
     async def _push_lock(self, note_id: str) -> None:
-        lock = await self.hub.tokens.lock_state(note_id)
+        lock = await self.tokens.lock_state(note_id)
         frame = frames.encode(frames.lock(note_id, lock))
         if self.last_lock.get(note_id) != frame:
             self.last_lock[note_id] = frame
-            for peer in self.hub.sockets.viewers(note_id):
+            for peer in self.sockets.viewers(note_id):
                 peer.push(frame)
 
     async def _push_viewers(self, note_id: str) -> None:
@@ -78,5 +84,5 @@ class Fanout:
         frame = frames.encode(frames.presence(note_id, viewers))
         if self.last_viewers.get(note_id) != frame:
             self.last_viewers[note_id] = frame
-            for peer in self.hub.sockets.viewers(note_id):
+            for peer in self.sockets.viewers(note_id):
                 peer.push(frame)

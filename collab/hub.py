@@ -66,10 +66,12 @@ class Hub:
         self.sockets = SocketIndex()  # the live sockets here, by session, note and user
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
-        self.tokens = Tokens(self)
-        self.fanout = Fanout(self)
-        self.edits = EditFeed(self)
-        self.revocations = Revocations(self)
+        self.tokens = Tokens(settings, leases, store, registry, self.sockets, metrics, self)
+        self.fanout = Fanout(self.sockets, presence, self.tokens, self)
+        self.edits = EditFeed(
+            settings, store, self.sockets, metrics, self.tokens, self.fanout, self
+        )
+        self.revocations = Revocations(store, registry, leases, self.sockets, self.tokens, self)
         self.draining = False
         self._timeline_changes = store.timeline_changes  # failovers acted on (rule 10)
         self._resnapshot: set[str] = set()  # notes owed a snapshot after a failover
@@ -305,6 +307,9 @@ class Hub:
         self._count_subscriptions()
 
     # -- lock & presence fan-out -----------------------------------------------------
+    async def save_revision(self, note_id: str, by_id: str | None) -> None:
+        await self.edits.save_revision(note_id, by_id)
+
     async def lock_changed(self, note_id: str, reason: str, fence: int = 0) -> None:
         await self.publish(events.lock(note_id, reason, fence))
 

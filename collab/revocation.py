@@ -5,28 +5,44 @@ PostgreSQL, so it works even when the holder's replica is cut off (rule 5)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from collab import events, frames
 from collab.access import can_manage, can_write
 from collab.close_codes import CloseCode
 from collab.errors import Forbidden, NotFound
+from collab.host import Host
+from collab.leases.base import LeaseStore
+from collab.registry.base import SessionRegistry
+from collab.sockets import SocketIndex
+from collab.store.base import Store
+from collab.tokens import Tokens
 from collab.types import User
-
-if TYPE_CHECKING:
-    from collab.hub import Hub
 
 
 class Revocations:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        store: Store,
+        registry: SessionRegistry,
+        leases: LeaseStore,
+        sockets: SocketIndex,
+        tokens: Tokens,
+        host: Host,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.leases = leases
+        self.sockets = sockets
+        self.tokens = tokens
+        self.host = host
 
     async def on_access(self, user_id: str, note_id: Any) -> None:
         """Role or grant changed: re-check every local socket of the user at
         once; drop what it may no longer see, fence what it may no longer
         write (protocol.md, Roles and access)."""
-        record = await self.hub.store.get_user(user_id)
-        for peer in self.hub.sockets.of_user(user_id):
+        record = await self.store.get_user(user_id)
+        for peer in self.sockets.of_user(user_id):
             if record is None and peer.user.role != "guest":  # guests are never stored
                 peer.close_soon(CloseCode.FORBIDDEN, "account removed")
                 continue
@@ -35,8 +51,8 @@ class Revocations:
             notes = [note_id] if isinstance(note_id, str) else list(peer.subs)
             for nid in notes:
                 peer.access.pop(nid, None)
-                note = await self.hub.store.get_note(nid)
-                access = await self.hub.access_of(peer.user, note) if note else None
+                note = await self.store.get_note(nid)
+                access = await self.host.access_of(peer.user, note) if note else None
                 if access is None and nid in peer.subs:
                     peer.close_soon(CloseCode.FORBIDDEN, "access revoked")
                     break
@@ -48,37 +64,37 @@ class Revocations:
         """Called by the API after a role change or a grant removal. Fences any
         token the user may no longer hold right here (it works even when the
         holder's replica is cut off), then tells every replica."""
-        record = await self.hub.store.get_user(user_id)
-        for session in await self.hub.registry.sessions_of(user_id):
-            for nid in await self.hub.registry.notes(session.session):
+        record = await self.store.get_user(user_id)
+        for session in await self.registry.sessions_of(user_id):
+            for nid in await self.registry.notes(session.session):
                 if note_id is not None and nid != note_id:
                     continue
-                note = await self.hub.store.get_note(nid)
+                note = await self.store.get_note(nid)
                 if note is None:
                     continue
                 user = record.user() if record else User(user_id, "", "guest")
-                if not can_write(await self.hub.access_of(user, note)):
-                    view = await self.hub.leases.view(nid)
+                if not can_write(await self.host.access_of(user, note)):
+                    view = await self.leases.view(nid)
                     if getattr(view, "session", None) == session.session:
-                        await self.hub.tokens.revoke(user, nid)
+                        await self.tokens.revoke(user, nid)
                     elif any(s == session.session for s, _ in view.queue):
                         # Out of the queue at once, so nobody who may write
                         # waits behind someone who may not (the grant path
                         # checks again, in case this is missed).
-                        await self.hub.leases.leave_queue(nid, session.session)
-                        await self.hub.registry.remove_note(session.session, nid)
-                        await self.hub.lock_changed(nid, "queue")
-        await self.hub.publish(events.access(user_id, note_id))
+                        await self.leases.leave_queue(nid, session.session)
+                        await self.registry.remove_note(session.session, nid)
+                        await self.host.lock_changed(nid, "queue")
+        await self.host.publish(events.access(user_id, note_id))
 
     async def note_visibility_changed(self, note_id: str) -> None:
         """Called by the API after a note's visibility changed: every replica
         re-checks the sockets subscribed to that note, and only those."""
-        await self.hub.publish(events.visibility(note_id))
+        await self.host.publish(events.visibility(note_id))
 
     async def on_visibility(self, note_id: str) -> None:
-        for peer in self.hub.sockets.viewers(note_id):
+        for peer in self.sockets.viewers(note_id):
             try:
-                access = await self.hub.current_access(peer.user, note_id)
+                access = await self.host.current_access(peer.user, note_id)
             except NotFound:
                 continue  # deleted meanwhile: the deleted event handles it
             if access is None:
@@ -88,25 +104,25 @@ class Revocations:
                 peer.push(frames.encode(frames.access(note_id, access)))
 
     async def kick(self, session: str) -> None:
-        record = await self.hub.registry.get(session)
+        record = await self.registry.get(session)
         if record is None:
             raise NotFound("no such session")
-        for nid in await self.hub.registry.notes(session):
-            view = await self.hub.leases.view(nid)
+        for nid in await self.registry.notes(session):
+            view = await self.leases.view(nid)
             if getattr(view, "session", None) == session:
-                await self.hub.tokens.revoke(record.user, nid)
-        await self.hub.publish(events.kick(session))
+                await self.tokens.revoke(record.user, nid)
+        await self.host.publish(events.kick(session))
 
     async def note_deleted(self, note_id: str) -> None:
         # Nothing of a deleted note may outlive it in the lease store: its
         # fence counter and queue would otherwise stay forever.
-        await self.hub.leases.forget_note(note_id)
-        await self.hub.publish(events.deleted(note_id))
+        await self.leases.forget_note(note_id)
+        await self.host.publish(events.deleted(note_id))
 
     async def revoke(self, actor: User, note_id: str) -> int:
-        note = await self.hub.store.get_note(note_id)
+        note = await self.store.get_note(note_id)
         if note is None:
             raise NotFound("no such note")
-        if not can_manage(await self.hub.access_of(actor, note)):
+        if not can_manage(await self.host.access_of(actor, note)):
             raise Forbidden("only the owner or an admin can revoke the token")
-        return await self.hub.tokens.revoke(actor, note_id)
+        return await self.tokens.revoke(actor, note_id)

@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING, Any
 from collab import frames
 from collab.access import can_write
 from collab.errors import BadRequest, Forbidden, Locked, NotFound, Unavailable
-from collab.leases.base import LeaseView
+from collab.host import Host
+from collab.leases.base import LeaseStore, LeaseView
 from collab.messages import Rid
+from collab.metrics import Metrics
+from collab.registry.base import SessionRegistry
+from collab.settings import Settings
+from collab.sockets import SocketIndex
+from collab.store.base import Store
 from collab.token_book import (
     AfterAdvance,
     AfterRenew,
@@ -34,7 +40,6 @@ from collab.token_book import (
 from collab.types import LockState, LossReason, User
 
 if TYPE_CHECKING:
-    from collab.hub import Hub
     from collab.peer import Peer
 
 log = logging.getLogger("collab.tokens")
@@ -50,13 +55,24 @@ _GRANT_ATTEMPTS = 4
 
 
 class Tokens:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.settings = hub.settings
-        self.leases = hub.leases
-        self.store = hub.store
-        self.metrics = hub.metrics
-        s = hub.settings
+    def __init__(
+        self,
+        settings: Settings,
+        leases: LeaseStore,
+        store: Store,
+        registry: SessionRegistry,
+        sockets: SocketIndex,
+        metrics: Metrics,
+        host: Host,
+    ) -> None:
+        self.settings = settings
+        self.leases = leases
+        self.store = store
+        self.registry = registry
+        self.sockets = sockets
+        self.metrics = metrics
+        self.host = host
+        s = settings
         self.book = TokenBook(s.lease_ttl_ms / 1000.0, (s.lease_ttl_ms + s.lock_delay_ms) / 1000.0)
         self._retries: dict[tuple[str, str], asyncio.TimerHandle] = {}  # waiters' next poll
 
@@ -80,7 +96,7 @@ class Tokens:
     async def acquire(self, peer: Peer, note_id: str, wait: bool, rid: Rid) -> dict[str, Any]:
         # Rule 2: write access is read from the store at every acquire, never
         # from the socket's cache or from an access event that may be lost.
-        if not can_write(await self.hub.current_access(peer.user, note_id)):
+        if not can_write(await self.host.current_access(peer.user, note_id)):
             raise Forbidden("you cannot write to this note")
         left = self.book.paused_for(_now())
         if left:
@@ -105,8 +121,8 @@ class Tokens:
             if self.book.wait(session, note_id, rid, peer.user):
                 # The queue place belongs to the session (rule 9): a resume on
                 # any replica finds it through the registry.
-                await self.hub.registry.add_note(session, note_id)
-            await self.hub.lock_changed(note_id, "queued")
+                await self.registry.add_note(session, note_id)
+            await self.host.lock_changed(note_id, "queued")
             self._schedule_retry(session, note_id)
             return frames.queued(rid, note_id, value)
         raise Locked()
@@ -125,7 +141,7 @@ class Tokens:
                 # The registry first: once the fence commits, a resume on any
                 # replica must find the token (rule 9). An entry for a grant
                 # that then fails is harmless: adoption checks the lease.
-                await self.hub.registry.add_note(session, note_id)
+                await self.registry.add_note(session, note_id)
                 advance = await self.store.advance_fence(note_id, result.fence, session, user)
             except (NotFound, Forbidden):
                 await self._give_back(note_id, session, result.fence, user, keep_place=False)
@@ -170,8 +186,8 @@ class Tokens:
         # The audit row is best effort (hub.audit swallows failures) and the
         # grant already counted when advance_fence committed (rule 1): write
         # it off the hot path, saving one commit per grant.
-        self.hub.spawn(self.hub.audit(note_id, "granted", session, user.id, fence))
-        await self.hub.lock_changed(note_id, "granted", fence=fence)
+        self.host.spawn(self.host.audit(note_id, "granted", session, user.id, fence))
+        await self.host.lock_changed(note_id, "granted", fence=fence)
 
     # -- waiters -----------------------------------------------------------------
     def _forget_wait(self, session: str, note_id: str) -> Waiting | None:
@@ -192,7 +208,7 @@ class Tokens:
             retry.cancel()
         delay = self.book.retry_in(_now(), grantable_in_s)
         self._retries[key] = asyncio.get_running_loop().call_later(
-            delay, lambda: self.hub.spawn(self.try_waiter(session, note_id))
+            delay, lambda: self.host.spawn(self.try_waiter(session, note_id))
         )
 
     async def try_waiter(self, session: str, note_id: str) -> None:
@@ -205,7 +221,7 @@ class Tokens:
 
     async def _try_waiter(self, session: str, note_id: str) -> None:
         entry = self.book.waiting_on(session, note_id)
-        peer = self.hub.sockets.get(session)
+        peer = self.sockets.get(session)
         if entry is None or peer is None:
             return
         try:
@@ -216,7 +232,7 @@ class Tokens:
             # Rule 2 at every waiter grant: a waiter whose write access went
             # away while it waited (an event about it may have been lost) is
             # dropped from the queue instead of being granted.
-            if not can_write(await self.hub.current_access(peer.user, note_id)):
+            if not can_write(await self.host.current_access(peer.user, note_id)):
                 await self.drop_waiter(session, note_id, "you can no longer write to this note")
                 return
             kind, value = await self._try(session, entry.user, note_id, True)
@@ -244,18 +260,18 @@ class Tokens:
         entry = self._forget_wait(session, note_id)
         try:
             await self.leases.leave_queue(note_id, session)
-            await self.hub.registry.remove_note(session, note_id)
+            await self.registry.remove_note(session, note_id)
         except Exception:  # its liveness key then expires within one TTL
             log.warning("could not drop a waiter", extra={"note": note_id})
-        peer = self.hub.sockets.get(session)
+        peer = self.sockets.get(session)
         if peer is not None:
             peer.push(frames.encode(Forbidden(why).wire(entry.rid if entry else None)))
-        await self.hub.lock_changed(note_id, "queue")
+        await self.host.lock_changed(note_id, "queue")
 
     async def wake_waiters(self, note_id: str) -> None:
         """A lock event for ``note_id``: let our waiters on it try now."""
         for session in self.book.waiters_of(note_id):
-            self.hub.spawn(self.try_waiter(session, note_id))
+            self.host.spawn(self.try_waiter(session, note_id))
 
     # -- renew / release -----------------------------------------------------------
     async def heartbeat(self, peer: Peer) -> list[dict[str, Any]]:
@@ -277,7 +293,7 @@ class Tokens:
         for note_id in self.book.waits_of(session):
             if await self.leases.renew_waiter(note_id, session) == 0:
                 # Our queue entry vanished (expired or a Redis reset): rejoin.
-                self.hub.spawn(self.try_waiter(session, note_id))
+                self.host.spawn(self.try_waiter(session, note_id))
         return self.leases_of(session)
 
     async def release(
@@ -295,16 +311,16 @@ class Tokens:
             await self.leases.release(note_id, session, held.fence)
             # Best-effort audit off the hot path: the waiter's hand-off need
             # not wait for this commit.
-            self.hub.spawn(self.hub.audit(note_id, "released", session, peer.user.id, held.fence))
-            self.hub.spawn(self.hub.edits.save_revision(note_id, peer.user.id))
+            self.host.spawn(self.host.audit(note_id, "released", session, peer.user.id, held.fence))
+            self.host.spawn(self.host.save_revision(note_id, peer.user.id))
         elif plan is Release.UNTRACKED and fence is not None:
             # A release for a lease this replica does not track (e.g. right
             # after a resume): still a compare-owner delete, so it is safe.
             await self.leases.release(note_id, session, fence)
         if self._forget_wait(session, note_id) is not None:
             await self.leases.leave_queue(note_id, session)
-        await self.hub.registry.remove_note(session, note_id)
-        await self.hub.lock_changed(note_id, "released")
+        await self.registry.remove_note(session, note_id)
+        await self.host.lock_changed(note_id, "released")
         return frames.released(rid, note_id)
 
     def forget_waits(self, session: str) -> None:
@@ -323,7 +339,7 @@ class Tokens:
     def adopt_wait(self, session: str, note_id: str, user: User) -> None:
         """A resumed session's queue place, now served from this replica."""
         self.book.adopt_wait(session, note_id, user)
-        self.hub.spawn(self.try_waiter(session, note_id))
+        self.host.spawn(self.try_waiter(session, note_id))
 
     # -- revoke / loss ----------------------------------------------------------------
     async def revoke(self, actor: User, note_id: str) -> int:
@@ -335,8 +351,8 @@ class Tokens:
         if fence > counter:
             await self.leases.raise_fence(note_id, fence)
         self.metrics.revokes.inc()
-        await self.hub.audit(note_id, "revoked", "", actor.id, fence, f"by {actor.name}")
-        await self.hub.lock_changed(note_id, "revoked", fence=fence)
+        await self.host.audit(note_id, "revoked", "", actor.id, fence, f"by {actor.name}")
+        await self.host.lock_changed(note_id, "revoked", fence=fence)
         return fence
 
     async def recheck_access(self) -> None:
@@ -344,13 +360,13 @@ class Tokens:
         been lost) are fenced out, so nobody who may not write keeps a
         token alive with heartbeats while others wait (rule 2)."""
         for session, note_id, _ in self.book.all_holds():
-            peer = self.hub.sockets.get(session)
+            peer = self.sockets.get(session)
             if peer is not None:
                 await self.fence_if_unauthorised(peer, note_id)
 
     async def fence_if_unauthorised(self, peer: Peer, note_id: str) -> None:
         try:
-            allowed = can_write(await self.hub.current_access(peer.user, note_id))
+            allowed = can_write(await self.host.current_access(peer.user, note_id))
         except NotFound:
             allowed = False
         if allowed or self.book.holding(peer.session, note_id) is None:
@@ -366,7 +382,7 @@ class Tokens:
         held = self.book.holding(session, note_id)
         if held is None:
             return
-        if reason == "expired" and not self.hub.sockets.serves(session):
+        if reason == "expired" and not self.sockets.serves(session):
             # No socket here any more: the session may have resumed on another
             # replica and renewed there. Only a lease really gone is a loss.
             view = await self.leases.view(note_id)
@@ -377,26 +393,26 @@ class Tokens:
         counter = {"expired": self.metrics.expiries, "reset": self.metrics.resets}
         if reason in counter:
             counter[reason].inc()
-        peer = self.hub.sockets.get(session)
+        peer = self.sockets.get(session)
         user_id = peer.user.id if peer else ""
         if peer is not None:
             peer.push(frames.encode(frames.lease_lost(note_id, held.fence, reason)))
         try:
             if await self._serves_record(session, peer.socket_id if peer else None):
-                await self.hub.registry.remove_note(session, note_id)
-            await self.hub.audit(note_id, reason, session, user_id, held.fence)
+                await self.registry.remove_note(session, note_id)
+            await self.host.audit(note_id, reason, session, user_id, held.fence)
         except Exception:
             log.warning("could not record lease loss", extra={"note": note_id})
-        await self.hub.lock_changed(note_id, reason)
+        await self.host.lock_changed(note_id, reason)
 
     async def _serves_record(self, session: str, socket: str | None) -> bool:
         """Whether this replica may change the session's shared record: not
         when the session resumed elsewhere and a stale socket here has not
         heard (the token may be held there now, and a resume must find it)."""
-        record = await self.hub.registry.get(session)
+        record = await self.registry.get(session)
         if record is None:
             return True
-        return record.replica == self.hub.replica_id and socket in (None, record.socket)
+        return record.replica == self.host.replica_id and socket in (None, record.socket)
 
     async def on_lock_event(self, note_id: str, reason: str, fence: int) -> None:
         """Another replica changed the note's token: tell our holder if it was
@@ -421,7 +437,7 @@ class Tokens:
     async def poll(self) -> None:
         """Periodic safety net: re-try every waiter (rule 6)."""
         for session, note_id in self.book.all_waits():
-            self.hub.spawn(self.try_waiter(session, note_id))
+            self.host.spawn(self.try_waiter(session, note_id))
 
     def adopt_hold(self, session: str, note_id: str, fence: int) -> None:
         """A resumed session's live lease now served from this replica."""

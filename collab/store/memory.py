@@ -94,9 +94,13 @@ class MemoryStore(Store):
         t = self.tables
         if self.timeline_number in t.fenced_timelines:
             return
+        # One step per timeline since the last fenced here: the jumps of
+        # timelines lost with the newest writes must be made again too.
+        steps = self.timeline_number - max(t.fenced_timelines, default=self.timeline_number - 1)
         t.fenced_timelines.add(self.timeline_number)
+        jump = FAILOVER_FENCE_STEP * steps
         for row in t.notes.values():  # fence 0 too: a lost first grant had fence 1
-            row.note = replace(row.note, fence=row.note.fence + FAILOVER_FENCE_STEP)
+            row.note = replace(row.note, fence=row.note.fence + jump)
 
     # -- users --------------------------------------------------------------------
     async def create_user(self, name: str, password_hash: str, role: Role) -> UserRecord:

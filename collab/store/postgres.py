@@ -330,12 +330,13 @@ class PostgresStore(Store):
 
     async def _fence_new_timeline(self, conn: asyncpg.Connection) -> None:
         """Rule 10: the first write on a timeline this database has not fenced
-        yet moves every fence up by ``FAILOVER_FENCE_STEP``. After an
-        asynchronous failover the newest WAL, fence advances included, may be
-        gone, so a fence that was stale on the old primary could be current
-        again here; after the jump none that was ever issued is. Once per
-        timeline for the whole deployment (the row), checked in the write's
-        own transaction so no edit can slip in before it."""
+        yet moves every fence up by ``FAILOVER_FENCE_STEP`` for each timeline
+        since the last one this database fenced. After an asynchronous
+        failover the newest WAL, fence advances (and an earlier failover's
+        jump) included, may be gone, so a fence that was stale on the old
+        primary could be current again here; after the jump none that was ever
+        issued is. Once per timeline for the whole deployment (the row),
+        checked in the write's own transaction so no edit can slip in first."""
         timeline = self.pools.timeline
         if timeline <= self._fenced_timeline:
             return
@@ -345,10 +346,15 @@ class PostgresStore(Store):
             timeline,
         )
         if inserted is not None:
+            previous = await conn.fetchval(
+                "SELECT coalesce(max(timeline), 0) FROM failover_fences WHERE timeline < $1",
+                timeline,
+            )
+            steps = timeline - int(previous) if previous else 1
             moved = await conn.execute(
                 # Every note, fence 0 included: a lost first grant had fence 1.
                 "UPDATE notes SET fence = fence + $1",
-                FAILOVER_FENCE_STEP,
+                FAILOVER_FENCE_STEP * steps,
             )
             log.warning("new database timeline %d: fences moved (%s)", timeline, moved)
         self._fenced_timeline = timeline

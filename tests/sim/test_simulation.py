@@ -109,6 +109,7 @@ def test_it_catches_a_holder_kept_after_losing_access(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(Tokens, "recheck_access", nothing)
     monkeypatch.setattr(Tokens, "fence_if_unauthorised", nothing)
-    # Only access removals, so that holders lose access often.
-    monkeypatch.setattr(world, "FAULTS", (world.access_removed,))
+    # Only silent removals of a holder's access, then give it back to others.
+    faults = (world.holder_access_removed_silently, world.access_given)
+    monkeypatch.setattr(world, "FAULTS", faults)
     assert any("without write access" in p for p in _finds(40))

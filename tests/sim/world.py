@@ -348,6 +348,19 @@ async def access_removed(w: World) -> None:
             await w.rng.choice(hubs).revocations.user_access_changed(user.id, note)
 
 
+async def holder_access_removed_silently(w: World) -> None:
+    """The current holder of a note loses its grant and no event about it
+    reaches any replica: only the store knows."""
+    note = w.rng.choice(w.notes)
+    view = await w.leases.view(note)
+    user_id = w.history.sessions.get(getattr(view, "session", None) or "")
+    user = next((u for u in w.users if u.id == user_id), None)
+    if user is None or user.role != "user" or user is w.users[0]:
+        return
+    w.history.writers[note].discard(user.id)
+    await w.backends.store.set_access(note, user.id, "read")
+
+
 async def access_given(w: World) -> None:
     note = w.rng.choice(w.notes)
     for user in w.users:
@@ -368,7 +381,7 @@ async def admin_revoke(w: World) -> None:
 FAULTS = (
     redis_restart, evict_fence_counter, redis_unreachable, subscription_lost,
     failover_sync, failover_async, replica_crash, replica_drain, socket_cut, tab_stall,
-    tab_stall, access_removed, access_given, admin_revoke,
+    tab_stall, access_removed, holder_access_removed_silently, access_given, admin_revoke,
 )  # fmt: skip
 
 
