@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from collab.edits import EditFeed
+from collab.leases.memory import MemoryLeaseStore
 from collab.store import memory
 from collab.store.base import FenceAdvance
 from collab.tokens import Tokens
@@ -113,3 +114,11 @@ def test_it_catches_a_holder_kept_after_losing_access(monkeypatch: pytest.Monkey
     faults = (world.holder_access_removed_silently, world.access_given)
     monkeypatch.setattr(world, "FAULTS", faults)
     assert any("without write access" in p for p in _finds(40))
+
+
+def test_it_catches_a_dead_holders_token_that_does_not_move(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A lock-delay that never ends: the waiter behind a dead holder waits forever.
+    monkeypatch.setattr(MemoryLeaseStore, "_lock_delay_left", lambda self, note, s, now: 1e9)
+    assert any("did not move" in p or "not granted" in p for p in _finds(5))

@@ -28,6 +28,7 @@ from collab.settings import Settings
 from collab.types import User
 from tests.sim.backends import Backends, Knobs, Latent, RecordingStore
 from tests.sim.client import SimClient
+from tests.sim.handoff import check_handoff
 from tests.sim.history import History
 
 HEARTBEAT_MS, TTL_MS, LOCK_DELAY_MS = 100, 300, 100
@@ -230,6 +231,8 @@ class World:
         # Half-open sockets are noticed within 3 s (drop_socket); leases run
         # out within TTL + lock-delay after that.
         await asyncio.sleep(3.0 + (TTL_MS + LOCK_DELAY_MS) * 3 / 1000.0)
+        await check_handoff(self, TTL_MS / 1000.0, LOCK_DELAY_MS / 1000.0)
+        await asyncio.sleep((TTL_MS + LOCK_DELAY_MS) * 3 / 1000.0)
         for hub in self.live_hubs():
             where = hub.replica_id
             if hub.tokens.held or hub.tokens.waiting:
