@@ -92,15 +92,15 @@ class EditFeed:
     async def _sync_locked(self, peer: Peer, note_id: str, since: int, rid: Rid) -> None:
         # A subscribed socket already got every version up to ``subs`` on this
         # same stream, in order, so the reply starts there: nothing twice.
-        since = max(since, peer.subs.get(note_id, since))
+        since = max(since, self.sockets.delivered(peer, note_id) or since)
         edits = await self.store.edits_since(note_id, since, self.settings.sync_max_edits)
         if edits is None:
             await self._snapshot_locked(peer, note_id, rid)
             return
         to = edits[-1].version if edits else since
         peer.push(frames.encode(frames.changes(rid, note_id, since, to, [e.wire() for e in edits])))
-        if note_id in peer.subs:
-            peer.subs[note_id] = max(peer.subs[note_id], to)
+        if self.sockets.delivered(peer, note_id) is not None:
+            self.sockets.deliver(peer, note_id, to)
             self.sockets.raise_known(note_id, to)
 
     async def _snapshot_locked(self, peer: Peer, note_id: str, rid: Rid) -> None:
@@ -113,8 +113,8 @@ class EditFeed:
         lock = await self.tokens.lock_state(note_id)
         viewers = await self.fanout.viewers(note_id)
         peer.push(frames.encode(frames.snapshot(note, access, lock, viewers, rid)))
-        if note_id in peer.subs:
-            peer.subs[note_id] = note.version
+        if self.sockets.delivered(peer, note_id) is not None:
+            self.sockets.deliver(peer, note_id, note.version, at_least=False)
             self.sockets.raise_known(note_id, note.version)
 
     async def edit(self, peer: Peer, msg: Edit) -> dict[str, Any]:
@@ -161,8 +161,7 @@ class EditFeed:
 
     async def mark_delivered(self, peer: Peer, note_id: str, version: int) -> None:
         async with self.serialised(note_id):
-            if note_id in peer.subs:
-                peer.subs[note_id] = max(peer.subs[note_id], version)
+            self.sockets.deliver(peer, note_id, version)
 
     async def resnapshot(self, note_id: str) -> None:
         """Send every local subscriber of the note a fresh snapshot: after a
@@ -193,8 +192,8 @@ class EditFeed:
         if not self.sockets.watched(note_id):
             return
         async with self.serialised(note_id):
-            if writer is not None and note_id in writer.subs:
-                writer.subs[note_id] = max(writer.subs[note_id], version)
+            if writer is not None:
+                self.sockets.deliver(writer, note_id, version)
             self.sockets.raise_known(note_id, version)
             if self._push(note_id, version, frame):
                 await self.catch_up_locked(note_id)
@@ -204,12 +203,12 @@ class EditFeed:
         """Send to sockets exactly one behind; True if some are further behind."""
         lagging = False
         for peer in self.sockets.viewers(note_id):
-            have = peer.subs.get(note_id)
+            have = self.sockets.delivered(peer, note_id)
             if have is None:
                 continue
             if have == version - 1:
                 peer.push(frame)
-                peer.subs[note_id] = version
+                self.sockets.deliver(peer, note_id, version)
             elif have < version - 1:
                 lagging = True
         return lagging
@@ -219,10 +218,14 @@ class EditFeed:
         from the edit log (or a snapshot when the log cannot cover the gap).
         The caller holds the note's delivery lock."""
         target = self.sockets.known(note_id)
-        behind = [p for p in self.sockets.viewers(note_id) if p.subs.get(note_id, target) < target]
+        behind = [
+            p
+            for p in self.sockets.viewers(note_id)
+            if _behind(self.sockets.delivered(p, note_id), target)
+        ]
         if not behind:
             return
-        since = min(p.subs[note_id] for p in behind)
+        since = min(self.sockets.delivered(p, note_id) or 0 for p in behind)
         edits = await self.store.edits_since(note_id, since, self.settings.sync_max_edits)
         if edits is None:
             for peer in behind:
@@ -236,3 +239,7 @@ class EditFeed:
     async def catch_up(self, note_id: str) -> None:
         async with self.serialised(note_id):
             await self.catch_up_locked(note_id)
+
+
+def _behind(delivered: int | None, target: int) -> bool:
+    return delivered is not None and delivered < target

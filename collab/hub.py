@@ -114,7 +114,7 @@ class Hub:
         clients can resume on another replica, close sockets with 1012."""
         self.draining = True
         for peer in self.sockets:
-            for note_id in list(peer.subs):
+            for note_id in self.sockets.subscriptions(peer):
                 try:
                     await self.presence.remove(note_id, peer.session)
                     await self.publish(events.presence(note_id))
@@ -191,11 +191,12 @@ class Hub:
         tokens and queue places stay with the session until their leases run
         out, so a reload or a reconnect resumes them. Only an explicit
         ``release`` hands a token over at once."""
+        subscribed = self.sockets.subscriptions(peer)
         self._drop_subscriptions(peer)
         if not self.sockets.remove(peer):
             return  # superseded by a resumed socket: nothing of the session is ours
         self.metrics.ws_connections.set(len(self.sockets))
-        for note_id in list(peer.subs):
+        for note_id in subscribed:
             try:
                 if await self.presence.remove(note_id, peer.session):
                     await self.publish(events.presence(note_id))
@@ -204,7 +205,7 @@ class Hub:
         self.tokens.forget_waits(peer.session)
 
     def _drop_subscriptions(self, peer: Peer) -> None:
-        for note_id in list(peer.subs):
+        for note_id in self.sockets.subscriptions(peer):
             if self.sockets.unsubscribe(peer, note_id):
                 self._forget_note(note_id)
         self._count_subscriptions()
@@ -232,7 +233,7 @@ class Hub:
                                   utc_now()),
                     self.settings.lease_ttl_ms,
                 )  # fmt: skip
-        for note_id in list(peer.subs):
+        for note_id in self.sockets.subscriptions(peer):
             if await self.presence.touch(
                 note_id, peer.session, peer.user, self.settings.lease_ttl_ms
             ):
@@ -262,8 +263,8 @@ class Hub:
     # -- subscriptions -------------------------------------------------------------
     async def subscribe(self, peer: Peer, note_id: str, rid: Rid) -> None:
         if (
-            note_id not in peer.subs
-            and len(peer.subs) >= self.settings.max_subscriptions_per_socket
+            self.sockets.delivered(peer, note_id) is None
+            and len(self.sockets.subscriptions(peer)) >= self.settings.max_subscriptions_per_socket
         ):
             self.metrics.rate_limited.labels("subscriptions").inc()
             raise RateLimited(
@@ -287,8 +288,7 @@ class Hub:
                 raise NotFound("no such note")
             # Registered only now, with no await since the read: an edit
             # event is then either in the snapshot or pushed after it.
-            self.sockets.subscribe(peer, note_id)
-            peer.subs[note_id] = fresh.version
+            self.sockets.subscribe(peer, note_id, fresh.version)
             peer.push(frames.encode(frames.snapshot(fresh, access, lock, viewers, rid)))
             self.sockets.raise_known(note_id, fresh.version)
             # Viewers already here that have not seen up to this snapshot's
@@ -301,7 +301,6 @@ class Hub:
     async def unsubscribe(self, peer: Peer, note_id: str) -> None:
         if self.sockets.unsubscribe(peer, note_id):
             self._forget_note(note_id)
-        peer.subs.pop(note_id, None)
         if await self.presence.remove(note_id, peer.session):
             await self.publish(events.presence(note_id))
         self._count_subscriptions()
@@ -363,7 +362,6 @@ class Hub:
         elif kind == "deleted":
             for peer in self.sockets.viewers(note_id):
                 peer.push(frames.encode(frames.deleted(note_id)))
-                peer.subs.pop(note_id, None)
                 peer.access.pop(note_id, None)
             self._forget_note(note_id)
 

@@ -1,5 +1,6 @@
 """What the hub needs of one connected socket. ``session.py`` implements it
-over a Starlette WebSocket; tests can implement it in memory."""
+over a Starlette WebSocket; tests can implement it in memory. What a socket
+has been delivered is kept by ``sockets.SocketIndex``, not here."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ class Peer(Protocol):
     socket_id: str
     session: str
     user: User
-    # note id -> highest version delivered to this socket (snapshot or push)
-    subs: dict[str, int]
     # note id -> access level, cached until an access/role event
     access: dict[str, Access]
 

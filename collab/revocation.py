@@ -48,15 +48,15 @@ class Revocations:
                 continue
             if record is not None:
                 peer.user = record.user()
-            notes = [note_id] if isinstance(note_id, str) else list(peer.subs)
+            notes = [note_id] if isinstance(note_id, str) else self.sockets.subscriptions(peer)
             for nid in notes:
                 peer.access.pop(nid, None)
                 note = await self.store.get_note(nid)
                 access = await self.host.access_of(peer.user, note) if note else None
-                if access is None and nid in peer.subs:
+                if access is None and self.sockets.delivered(peer, nid) is not None:
                     peer.close_soon(CloseCode.FORBIDDEN, "access revoked")
                     break
-                if nid in peer.subs and access is not None:
+                if self.sockets.delivered(peer, nid) is not None and access is not None:
                     peer.access[nid] = access
                     peer.push(frames.encode(frames.access(nid, access)))
 

@@ -71,7 +71,6 @@ class Connection:
         self.socket_id = uuid.uuid4().hex
         self.session = uuid.uuid4().hex
         self.user = User("", "", "guest")
-        self.subs: dict[str, int] = {}
         self.access: dict[str, Access] = {}
         self.protocol = ConnectionProtocol(protocol_config(self.settings), time.monotonic())
         self._out: asyncio.Queue[str] = asyncio.Queue(maxsize=self.settings.outbound_queue_max)

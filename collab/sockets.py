@@ -3,8 +3,9 @@ the highest version of each subscribed note known here: one owner for all of
 it, so every map is kept in step and shrinks with what is live (nothing stays
 for a note nobody here watches, or a user with no socket here).
 
-What each socket has been delivered stays on the socket (``Peer.subs``); the
-edit feed reads and advances it under the note's delivery lock."""
+Also here: what each socket has been delivered, per note it subscribed to
+(``deliveries``); the edit feed reads and advances it under the note's
+delivery lock."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class SocketIndex:
         self._by_user: dict[str, set[Peer]] = {}
         self._by_note: dict[str, set[Peer]] = {}
         self._known: dict[str, int] = {}  # note -> highest version known here
+        self._delivered: dict[Peer, dict[str, int]] = {}  # socket -> note -> version
 
     # -- sockets ---------------------------------------------------------------
     def add(self, peer: Peer) -> None:
@@ -27,8 +29,10 @@ class SocketIndex:
         old = self._by_session.get(peer.session)
         if old is not None and old is not peer:
             self._discard_user(old)
+            self._delivered.pop(old, None)
         self._by_session[peer.session] = peer
         self._by_user.setdefault(peer.user.id, set()).add(peer)
+        self._delivered.setdefault(peer, {})
 
     def remove(self, peer: Peer) -> bool:
         """Forget ``peer``; False if another socket serves its session now."""
@@ -36,6 +40,7 @@ class SocketIndex:
             return False
         del self._by_session[peer.session]
         self._discard_user(peer)
+        self._delivered.pop(peer, None)
         return True
 
     def _discard_user(self, peer: Peer) -> None:
@@ -44,6 +49,22 @@ class SocketIndex:
             mine.discard(peer)
             if not mine:
                 del self._by_user[peer.user.id]
+
+    def subscriptions(self, peer: Peer) -> list[str]:
+        """The notes ``peer`` subscribed to."""
+        return list(self._delivered.get(peer, ()))
+
+    def delivered(self, peer: Peer, note: str) -> int | None:
+        """The version of ``note`` delivered to ``peer``; None if not subscribed."""
+        return self._delivered.get(peer, {}).get(note)
+
+    def deliver(self, peer: Peer, note: str, version: int, *, at_least: bool = True) -> None:
+        """Record what ``peer`` now has of a note it subscribed to: at least
+        ``version`` (a push, a catch-up), or exactly it (a snapshot)."""
+        mine = self._delivered.get(peer)
+        if mine is None or note not in mine:
+            return
+        mine[note] = max(mine[note], version) if at_least else version
 
     def get(self, session: str) -> Peer | None:
         return self._by_session.get(session)
@@ -60,17 +81,25 @@ class SocketIndex:
     def sizes(self) -> dict[str, int]:
         """Entries per map (what the simulation checks shrinks back to 0)."""
         return {"sessions": len(self._by_session), "users": len(self._by_user),
-                "notes": len(self._by_note), "versions": len(self._known)}  # fmt: skip
+                "notes": len(self._by_note), "versions": len(self._known),
+                "deliveries": len(self._delivered)}  # fmt: skip
 
     def of_user(self, user_id: str) -> list[Peer]:
         return list(self._by_user.get(user_id, ()))
 
     # -- subscriptions ---------------------------------------------------------------
-    def subscribe(self, peer: Peer, note: str) -> None:
+    def subscribe(self, peer: Peer, note: str, version: int) -> None:
+        """``peer`` watches ``note`` from ``version`` on (its snapshot's);
+        nothing is kept for a socket that is not indexed (closed meanwhile)."""
+        mine = self._delivered.get(peer)
+        if mine is None:
+            return
+        mine[note] = version
         self._by_note.setdefault(note, set()).add(peer)
 
     def unsubscribe(self, peer: Peer, note: str) -> bool:
         """True when nobody here watches ``note`` any more (its state is gone)."""
+        self._delivered.get(peer, {}).pop(note, None)
         peers = self._by_note.get(note)
         if peers is None:
             return False
@@ -81,7 +110,8 @@ class SocketIndex:
         return True
 
     def forget_note(self, note: str) -> None:
-        self._by_note.pop(note, None)
+        for peer in self._by_note.pop(note, ()):
+            self._delivered.get(peer, {}).pop(note, None)
         self._known.pop(note, None)
 
     def viewers(self, note: str) -> list[Peer]:

@@ -34,7 +34,6 @@ class FakePeer:
         self.socket_id = uuid.uuid4().hex
         self.session = session or uuid.uuid4().hex
         self.user = user
-        self.subs: dict[str, int] = {}
         self.access: dict[str, Access] = {}
         self.frames: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None

@@ -40,7 +40,7 @@ async def test_sync_and_live_pushes_never_repeat_or_reorder(cluster: Cluster) ->
     for base in range(10):
         await type_into(h0, writer, note.id, fence, base, "x")
         if base % 3 == 0:
-            await h1.edits.sync(viewer, note.id, viewer.subs[note.id], base)
+            await h1.edits.sync(viewer, note.id, h1.sockets.delivered(viewer, note.id) or 0, base)
     await until(lambda: 10 in viewer.versions(note.id))
     assert viewer.versions(note.id) == list(range(1, 11))
 

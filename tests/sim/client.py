@@ -38,7 +38,6 @@ class SimPeer:
         self.socket_id = uuid.uuid4().hex
         self.session = uuid.uuid4().hex
         self.user = user
-        self.subs: dict[str, int] = {}
         self.access: dict[str, Access] = {}
         self.closed: tuple[int, str] | None = None
         self.cut = False  # the client is gone; the server has not noticed

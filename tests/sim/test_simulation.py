@@ -95,9 +95,10 @@ def test_it_catches_a_write_without_access(monkeypatch: pytest.MonkeyPatch) -> N
 def test_it_catches_a_viewer_given_versions_out_of_order(monkeypatch: pytest.MonkeyPatch) -> None:
     def push_to_all_behind(self: Any, note_id: str, version: int, frame: str) -> bool:
         for peer in self.hub.sockets.viewers(note_id):
-            if peer.subs.get(note_id, version) < version:
+            have = self.sockets.delivered(peer, note_id)
+            if have is not None and have < version:
                 peer.push(frame)
-                peer.subs[note_id] = version
+                self.sockets.deliver(peer, note_id, version)
         return False
 
     monkeypatch.setattr(EditFeed, "_push", push_to_all_behind)
