@@ -153,7 +153,9 @@ class Hub:
                 self.tokens.forget_session(peer.session)
                 raise
         # Registered last: a socket whose hello failed is never a peer here.
-        self.sockets.add(peer)
+        for note_id in self.sockets.add(peer):  # a stale socket of the session here
+            self._forget_note(note_id)
+        self._count_subscriptions()
         self.metrics.ws_connections.set(len(self.sockets))
         return resumed, self.tokens.leases_of(peer.session)
 

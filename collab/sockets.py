@@ -23,16 +23,20 @@ class SocketIndex:
         self._delivered: dict[Peer, dict[str, int]] = {}  # socket -> note -> version
 
     # -- sockets ---------------------------------------------------------------
-    def add(self, peer: Peer) -> None:
-        """``peer`` now serves its session here (a resumed session replaces
-        the socket that served it before)."""
+    def add(self, peer: Peer) -> list[str]:
+        """``peer`` now serves its session here. A socket that served it
+        before is dropped with its subscriptions; returns the notes nobody
+        here watches any more because of that (their state is gone)."""
+        emptied: list[str] = []
         old = self._by_session.get(peer.session)
         if old is not None and old is not peer:
+            emptied = [n for n in self.subscriptions(old) if self.unsubscribe(old, n)]
             self._discard_user(old)
             self._delivered.pop(old, None)
         self._by_session[peer.session] = peer
         self._by_user.setdefault(peer.user.id, set()).add(peer)
         self._delivered.setdefault(peer, {})
+        return emptied
 
     def remove(self, peer: Peer) -> bool:
         """Forget ``peer``; False if another socket serves its session now."""

@@ -50,7 +50,9 @@ def test_a_resumed_session_replaces_its_old_socket() -> None:
     index = SocketIndex()
     old, new = _Peer("s", "u"), _Peer("s", "u")
     index.add(old)
-    index.add(new)
+    index.subscribe(old, "n", 1)
+    assert index.add(new) == ["n"]  # the old socket's subscriptions go with it
+    assert index.viewers("n") == [] and not index.watched("n")
     assert index.get("s") is new and index.of_user("u") == [new]
     assert not index.remove(old)  # superseded: removing it changes nothing
     assert index.remove(new)
