@@ -1,4 +1,4 @@
-"""Static validation of the compose stack, its Dockerfiles and .dockerignore (issue 6).
+"""Static validation of the compose stack, its Dockerfiles and .dockerignore.
 
 Docker cannot run here, so this checks what can be checked without it:
 - compose/compose.yaml against the compose-spec JSON schema (check-jsonschema) and the

@@ -1,4 +1,4 @@
-"""The nginx gateway config (gateway/), checked with real nginx on loopback (issue 6).
+"""The nginx gateway config (gateway/), checked with real nginx on loopback.
 
 `write_loopback_gateway` produces a runnable copy: only the upstream servers and the
 listen line change (the layout contract in gateway/README.md). The checks:

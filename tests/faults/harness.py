@@ -25,7 +25,7 @@ from tests.support.services import RedisServer
 
 # FAST_LEASES (tests/support/server.py): heartbeat 300 ms, TTL 1200 ms, delay 300 ms.
 HEARTBEAT_S, TTL_S, LOCK_DELAY_S = 0.3, 1.2, 0.3
-HANDOFF_S = TTL_S + LOCK_DELAY_S + 1.0  # the hand-off bound of issue 4
+HANDOFF_S = TTL_S + LOCK_DELAY_S + 1.0  # the hand-off bound (docs/reliability.md)
 
 
 def redis_key(prefix: str, note: str, name: str) -> str:

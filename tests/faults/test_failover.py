@@ -1,5 +1,5 @@
 """PostgreSQL primary killed mid-edit, standby promoted, old primary back
-(issue 4, scenario 7). Each test destroys its own cluster."""
+(docs/reliability.md, failure model). Each test destroys its own cluster."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Paused and killed holders and replicas (issue 4, scenarios 1-3)."""
+"""Paused and killed holders and replicas (docs/reliability.md, failure model)."""
 
 from __future__ import annotations
 

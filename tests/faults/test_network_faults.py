@@ -1,5 +1,5 @@
 """Delayed and dropped frames between a client and its replica, through the
-fault proxy (issue 4, scenario 8)."""
+fault proxy (scenario 8 of the fault model, docs/reliability.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Redis faults: data loss on restart, a lease key expired early, a replica's
-pub/sub subscription silently cut (issue 4, scenarios 4-6)."""
+pub/sub subscription silently cut (scenarios 4-6 of the fault model, docs/reliability.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A seeded randomized soak (issue 4, scenario 9): writers that queue, write,
+"""A seeded randomized soak (docs/reliability.md): writers that queue, write,
 release, crash while holding or while queued; admin revokes; replica
 restarts. The history checker must pass. Run with ``pytest -m soak``.
 

@@ -1,5 +1,5 @@
 """The React client in system Chromium through the real gateway over two
-replicas (issue 5): Playwright's `e2e/stack.spec.ts` against this stack."""
+replicas: Playwright's `e2e/stack.spec.ts` against this stack."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Real nginx (the gateway/ config) in front of two real collab processes
-sharing PostgreSQL and Redis (issue 6): sockets spread over both replicas,
+sharing PostgreSQL and Redis: sockets spread over both replicas,
 edits and grants cross them, a drained or killed replica's clients resume
 through the gateway on the other with their token, and new connections avoid
 the dead one."""

@@ -40,7 +40,7 @@ from tests.support.history import FinalNote, History
 from tests.support.history_parse import Parsed, Tenure, acked_edits, grants, tenures, waits
 
 Frame = dict[str, Any]
-HANDOFF_SLACK_S = 1.0  # the "+ 1 s" of the hand-off bound (issue 4)
+HANDOFF_SLACK_S = 1.0  # the "+ 1 s" of the hand-off bound (docs/reliability.md)
 
 
 @dataclass(frozen=True)
