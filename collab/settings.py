@@ -124,6 +124,14 @@ class Settings:
     lease_ttl_ms: int = 15000
     lock_delay_ms: int = 2000
     reconcile_interval_s: float = 5.0
+    # A holder who has not typed for this long while someone waits is handed
+    # off as a clean release (0 = never); warned this long before.
+    idle_handoff_s: float = 120.0
+    idle_warning_s: float = 15.0
+    # The holder's caret reaches viewers at most this often (the latest wins).
+    caret_interval_ms: int = 100
+    # A waiter may ask the holder for the token at most this often per note.
+    edit_request_interval_s: float = 10.0
 
     # --- limits --------------------------------------------------------------
     max_frame_bytes: int = 65536
@@ -216,6 +224,14 @@ class Settings:
             "must be at least twice COLLAB_HEARTBEAT_MS",
         )
         need(self.lock_delay_ms >= 0, "lock_delay_ms", "must not be negative")
+        need(self.idle_handoff_s >= 0, "idle_handoff_s", "must not be negative (0 turns it off)")
+        need(
+            self.idle_handoff_s == 0 or 0 < self.idle_warning_s < self.idle_handoff_s,
+            "idle_warning_s",
+            "must be above 0 and below idle_handoff_s",
+        )
+        need(self.caret_interval_ms >= 10, "caret_interval_ms", "must be at least 10")
+        need(self.edit_request_interval_s >= 0, "edit_request_interval_s", "must not be negative")
         need(self.max_frame_bytes >= 1024, "max_frame_bytes", "must be at least 1024")
         need(self.max_note_chars >= 1, "max_note_chars", "must be positive")
         need(self.outbound_queue_max >= 8, "outbound_queue_max", "must be at least 8")
