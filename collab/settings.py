@@ -156,6 +156,24 @@ class Settings:
     revision_every_versions: int = 100
     rid_max_chars: int = 64
 
+    # --- storage quotas, edit-log retention, accounts -------------------------
+    # One self-registered account grew the database by 21 MB in 0.3 s: what a
+    # user may own is bounded, checked inside the store's own transaction.
+    # Admins are exempt. 0 turns a quota off.
+    max_notes_per_user: int = 1000
+    max_bytes_per_user: int = 100 * 1024 * 1024  # UTF-8 bytes of owned notes' text
+    note_create_per_user_per_min: float = 30.0
+    note_create_burst_per_user: int = 30
+    # The edit log would grow forever: payloads of edits that are not among a
+    # note's newest ``edit_log_keep_per_note``, are older than
+    # ``edit_log_keep_s`` and are covered by a saved revision are dropped; their
+    # op ids are kept ``edit_ops_keep_s`` longer, so retries stay idempotent.
+    edit_log_keep_per_note: int = 1000
+    edit_log_keep_s: float = 7 * 24 * 3600.0
+    edit_ops_keep_s: float = 30 * 24 * 3600.0
+    edit_log_compact_interval_s: float = 600.0  # 0 = never compact
+    edit_log_compact_batch: int = 500  # rows per transaction
+
     # --- fault injection (tests only; leave at 0 in production) -------------
     # Seconds to stall between the Redis grant and the PostgreSQL fence
     # advance, so a fault test can kill the replica inside that window.
@@ -289,6 +307,30 @@ class Settings:
         need(
             self.db_pool_max >= self.db_pool_min >= 1, "db_pool_max", "must be >= db_pool_min >= 1"
         )
+        # Storage quotas, edit-log retention (0 turns a quota or the compactor off).
+        need(self.max_notes_per_user >= 0, "max_notes_per_user", "must not be negative (0: off)")
+        need(self.max_bytes_per_user >= 0, "max_bytes_per_user", "must not be negative (0: off)")
+        need(
+            self.note_create_per_user_per_min > 0,
+            "note_create_per_user_per_min",
+            "must be positive",
+        )
+        need(
+            self.note_create_burst_per_user >= 1, "note_create_burst_per_user", "must be at least 1"
+        )
+        need(self.edit_log_keep_per_note >= 1, "edit_log_keep_per_note", "must be at least 1")
+        need(self.edit_log_keep_s >= 0, "edit_log_keep_s", "must not be negative")
+        need(
+            self.edit_ops_keep_s >= self.edit_log_keep_s,
+            "edit_ops_keep_s",
+            "must be at least COLLAB_EDIT_LOG_KEEP_S (op ids outlive payloads)",
+        )
+        need(
+            self.edit_log_compact_interval_s >= 0,
+            "edit_log_compact_interval_s",
+            "must not be negative (0: off)",
+        )
+        need(self.edit_log_compact_batch >= 1, "edit_log_compact_batch", "must be at least 1")
         need(self.log_level in _LOG_LEVELS, "log_level", f"one of {sorted(_LOG_LEVELS)}")
         need(0 <= self.metrics_port < 65536, "metrics_port", "must be 0 (off) or a port")
         need(
