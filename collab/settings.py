@@ -67,6 +67,16 @@ class Settings:
     redis_prefix: str = "collab"
     redis_socket_timeout_s: float = 2.0
     redis_pool_max: int = 32
+    # Redis topology. ``standalone``: COLLAB_REDIS_URL is the server.
+    # ``sentinel``: high availability without sharding; COLLAB_REDIS_URL lists
+    # the sentinels (comma-separated redis:// URLs; their user/password, if
+    # any, are the master's) and the master is looked up by name; a failover is
+    # treated as Redis losing its data (docs/design.md, rule 8). ``cluster``:
+    # COLLAB_REDIS_URL lists seed nodes of a Redis Cluster (rule 11).
+    redis_mode: str = "standalone"
+    redis_sentinel_master: str = ""
+    # Password of the sentinels themselves (may differ from the master's).
+    redis_sentinel_password: str = ""
     bus_ping_interval_s: float = 1.0
     bus_ping_timeout_s: float = 1.0
     bus_reconnect_min_s: float = 0.05
@@ -280,6 +290,41 @@ class Settings:
             "redis_url",
             "must be a redis:// or rediss:// URL",
         )
+        # Redis topology: several addresses only where a topology lists them,
+        # every one a redis:// URL without a placeholder password.
+        redis_urls = [part.strip() for part in self.redis_url.split(",") if part.strip()]
+        need(self.redis_mode in _REDIS_MODES, "redis_mode", f"one of {sorted(_REDIS_MODES)}")
+        need(
+            len(redis_urls) <= 1 or self.redis_mode != "standalone",
+            "redis_url",
+            "lists several addresses; set COLLAB_REDIS_MODE=sentinel or cluster",
+        )
+        need(
+            self.redis_mode == "standalone" or bool(self.redis_url),
+            "redis_mode",
+            "needs COLLAB_REDIS_URL (the sentinels or the cluster's seed nodes)",
+        )
+        need(
+            all(u.startswith(("redis://", "rediss://")) for u in redis_urls)
+            or self.redis_mode == "standalone",
+            "redis_url",
+            "must list redis:// or rediss:// URLs in sentinel and cluster mode",
+        )
+        need(
+            not any(example_secret(p) for u in redis_urls for p in url_passwords(u)),
+            "redis_url",
+            "carries a documented example or placeholder password",
+        )
+        need(
+            self.redis_mode != "sentinel" or bool(self.redis_sentinel_master),
+            "redis_sentinel_master",
+            "is required in sentinel mode (the master's name in the sentinels)",
+        )
+        need(
+            not example_secret(self.redis_sentinel_password),
+            "redis_sentinel_password",
+            "is a documented example or placeholder; choose a real password",
+        )
         weak = weak_jwt_secret(self.jwt_secret) if self.jwt_secret else None
         need(weak is None, "jwt_secret", str(weak))
         need(
@@ -390,7 +435,7 @@ class Settings:
         return self.lease_ttl_ms / 1000.0
 
 
-_SECRET_FIELDS = {"jwt_secret", "bootstrap_admin_password"}
+_SECRET_FIELDS = {"jwt_secret", "bootstrap_admin_password", "redis_sentinel_password"}
 # Secrets that may instead be read from a file named by ``<KEY>_FILE`` (mounted
 # secrets stay out of the environment, /proc and crash dumps).
 SECRET_FILE_KEYS = (
@@ -399,9 +444,11 @@ SECRET_FILE_KEYS = (
     "DATABASE_READ_URL",
     "REDIS_URL",
     "BOOTSTRAP_ADMIN_PASSWORD",
+    "REDIS_SENTINEL_PASSWORD",
 )
 
 _ALGORITHMS = {"HS256", "HS384", "HS512"}
+_REDIS_MODES = {"standalone", "sentinel", "cluster"}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
 _POSITIVE = (
     "max_title_chars",
@@ -480,6 +527,8 @@ def _coerce(key: str, raw: str, typ: Any) -> Any:
 
 
 def _redact_url(url: str) -> str:
+    if "," in url:  # the sentinels or a cluster's seed nodes
+        return ",".join(_redact_url(part) for part in url.split(","))
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
