@@ -34,7 +34,7 @@ EXPIRY_RECHECK_S = 60.0
 # A client message the open connection hands to the hub: anything but hello.
 Request = (
     m.Heartbeat | m.Refresh | m.Subscribe | m.Unsubscribe | m.Sync | m.Acquire | m.Release
-    | m.Revoke | m.Edit
+    | m.Revoke | m.Edit | m.Caret | m.Keep | m.EditRequest
 )  # fmt: skip
 
 # A refused hello closes with the code its error maps to; any other error is 4401.

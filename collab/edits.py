@@ -120,6 +120,7 @@ class EditFeed:
     async def edit(self, peer: Peer, msg: Edit) -> dict[str, Any]:
         # Write access is decided by the store inside the commit (rule 2).
         started = time.perf_counter()
+        self.tokens.typed(peer.session, msg.note)
         try:
             result = await self.store.commit_edit(
                 msg.note, msg.fence, msg.base, msg.op, msg.payload, peer.user,

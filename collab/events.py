@@ -44,3 +44,14 @@ def kick(session: str) -> Event:
 
 def deleted(note: str) -> Event:
     return {"t": "deleted", "note": note}
+
+
+def caret(frame: dict[str, Any]) -> Event:
+    """The holder's caret moved; ``frame`` is what viewers get. Lost ones do
+    not matter: the next move carries the whole position."""
+    return {"t": "caret", "note": frame["note"], "frame": frame}
+
+
+def edit_request(note: str, holder_session: str, sender: dict[str, Any]) -> Event:
+    """Someone asks the holding session for the note's token."""
+    return {"t": "edit_request", "note": note, "session": holder_session, "from": sender}

@@ -96,3 +96,27 @@ def refreshed(rid: Rid, expires_at: str) -> Frame:
 
 def unsubscribed(rid: Rid, note: str) -> Frame:
     return {"type": "unsubscribed", "rid": rid, "note": note}
+
+
+def caret(
+    note: str, holder: dict[str, Any], session: str, fence: int, version: int, anchor: int,
+    head: int,
+) -> Frame:  # fmt: skip
+    return {"type": "caret", "note": note, "holder": holder, "session": session, "fence": fence,
+            "version": version, "anchor": anchor, "head": head}  # fmt: skip
+
+
+def idle_warning(note: str, fence: int, handoff_in_ms: int | None) -> Frame:
+    return {"type": "idle_warning", "note": note, "fence": fence, "handoff_in_ms": handoff_in_ms}
+
+
+def kept(rid: Rid, note: str, handoff_in_ms: int | None) -> Frame:
+    return {"type": "kept", "rid": rid, "note": note, "handoff_in_ms": handoff_in_ms}
+
+
+def requested(rid: Rid, note: str, holder: dict[str, Any] | None) -> Frame:
+    return {"type": "requested", "rid": rid, "note": note, "holder": holder}
+
+
+def edit_request(note: str, sender: dict[str, Any]) -> Frame:
+    return {"type": "edit_request", "note": note, "from": sender}

@@ -25,6 +25,7 @@ from collab.edits import EditFeed
 from collab.errors import Forbidden, NotFound, RateLimited
 from collab.events import Event
 from collab.fanout import Fanout
+from collab.handoff import Handoff
 from collab.leases.base import LeaseStore, LeaseView
 from collab.messages import Rid
 from collab.metrics import Metrics
@@ -72,6 +73,7 @@ class Hub:
             settings, store, self.sockets, metrics, self.tokens, self.fanout, self
         )
         self.revocations = Revocations(store, registry, leases, self.sockets, self.tokens, self)
+        self.handoff = Handoff(settings, self.tokens, leases, store, self.sockets, self)
         self.draining = False
         self._timeline_changes = store.timeline_changes  # failovers acted on (rule 10)
         self._resnapshot: set[str] = set()  # notes owed a snapshot after a failover
@@ -361,6 +363,10 @@ class Hub:
             peer = self.sockets.get(str(event["session"]))
             if peer is not None:
                 peer.close_soon(CloseCode.FORBIDDEN, "kicked by an administrator")
+        elif kind == "caret":
+            self.handoff.on_caret(event)
+        elif kind == "edit_request":
+            self.handoff.on_request(event)
         elif kind == "deleted":
             for peer in self.sockets.viewers(note_id):
                 peer.push(frames.encode(frames.deleted(note_id)))
@@ -394,6 +400,7 @@ class Hub:
             try:
                 await self._check_timeline()
                 await self.tokens.expire_overdue()
+                await self.handoff.tick()
                 if tick * min(1.0, period) >= period:
                     tick = 0
                     await self._reconcile(full=False)

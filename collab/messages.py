@@ -30,6 +30,7 @@ class Limits:
     rid_max_chars: int = 64
     max_note_id_chars: int = 64
     max_token_chars: int = 8192
+    max_note_chars: int = 1_000_000  # bounds a caret's offsets
 
 
 class FrameError(Exception):
@@ -108,9 +109,38 @@ class Edit:
     rid: Rid = None
 
 
+@dataclass(frozen=True)
+class Caret:
+    """The holder's selection, in code points of the text at ``version``."""
+
+    note: str
+    fence: int
+    version: int
+    anchor: int
+    head: int
+    rid: Rid = None
+
+
+@dataclass(frozen=True)
+class Keep:
+    """The holder is still there: restart its idle clock."""
+
+    note: str
+    rid: Rid = None
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """Ask the note's holder for the token."""
+
+    note: str
+    rid: Rid = None
+
+
 ClientMessage = (
     Hello | Heartbeat | Refresh | Subscribe | Unsubscribe | Sync | Acquire | Release | Revoke | Edit
-)
+    | Caret | Keep | EditRequest
+)  # fmt: skip
 
 
 def parse_frame(text: str | bytes, limits: Limits) -> ClientMessage:
@@ -174,6 +204,12 @@ def _parse_object(obj: dict[str, Any], rid: Rid, limits: Limits) -> ClientMessag
         return Revoke(note=_note(obj, limits), rid=rid)
     if kind == "edit":
         return _parse_edit(obj, rid, limits)
+    if kind == "caret":
+        return _parse_caret(obj, rid, limits)
+    if kind == "keep":
+        return Keep(note=_note(obj, limits), rid=rid)
+    if kind == "request":
+        return EditRequest(note=_note(obj, limits), rid=rid)
     raise BadRequest(f"unknown message type {kind[:40]!r}")
 
 
@@ -198,6 +234,20 @@ def _parse_edit(obj: dict[str, Any], rid: Rid, limits: Limits) -> Edit:
     else:
         payload = EditPayload(changes=_changes(obj["changes"], limits))
     return Edit(note=note, fence=fence, base=base, op=op, payload=payload, rid=rid)
+
+
+def _parse_caret(obj: dict[str, Any], rid: Rid, limits: Limits) -> Caret:
+    offsets = [_nonneg_int(obj, key) for key in ("anchor", "head")]
+    if max(offsets) > limits.max_note_chars:
+        raise BadRequest(f"caret offsets are at most {limits.max_note_chars}")
+    return Caret(
+        note=_note(obj, limits),
+        fence=_nonneg_int(obj, "fence"),
+        version=_nonneg_int(obj, "version"),
+        anchor=offsets[0],
+        head=offsets[1],
+        rid=rid,
+    )
 
 
 def _changes(raw: Any, limits: Limits) -> tuple[Change, ...]:

@@ -56,6 +56,10 @@ class Metrics:
         self.expiries = Counter("collab_lock_expiries", "Leases lost by expiry", registry=r)
         self.revokes = Counter("collab_lock_revokes", "Tokens revoked", registry=r)
         self.resets = Counter("collab_lock_resets", "Leases lost to a Redis reset", registry=r)
+        self.idle_handoffs = Counter(
+            "collab_lock_idle_handoffs", "Tokens handed to a waiter after the holder idled",
+            registry=r,
+        )  # fmt: skip
         self.fenced_writes = Counter(
             "collab_fenced_writes", "Edits refused under a stale fence", registry=r
         )

@@ -55,7 +55,11 @@ def protocol_config(s: Settings) -> Config:
         acquire_rate_per_s=s.acquire_rate_per_s,
         acquire_burst=s.acquire_burst,
         max_bad_frames=s.max_bad_frames,
-        parse=m.Limits(max_changes=s.max_changes_per_edit, rid_max_chars=s.rid_max_chars),
+        parse=m.Limits(
+            max_changes=s.max_changes_per_edit,
+            rid_max_chars=s.rid_max_chars,
+            max_note_chars=s.max_note_chars,
+        ),
     )
 
 
@@ -241,6 +245,13 @@ class Connection:
             return frames.revoked(msg.rid, msg.note, fence)
         if isinstance(msg, m.Refresh):
             return await self._refresh(msg)
+        if isinstance(msg, m.Caret):
+            await hub.handoff.caret(self, msg)
+            return None
+        if isinstance(msg, m.Keep):
+            return hub.handoff.keep(self, msg.note, msg.rid)
+        if isinstance(msg, m.EditRequest):
+            return await hub.handoff.request(self, msg.note, msg.rid)
         assert_never(msg)
 
     async def _refresh(self, msg: m.Refresh) -> dict[str, Any]:

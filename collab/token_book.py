@@ -15,6 +15,7 @@ token from, and whether a release may go ahead (rule 3)."""
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,43 @@ from collab.types import LossReason, User
 class Held:
     fence: int
     deadline: float  # the lease ends here (loop clock) unless renewed
+    active_at: float = 0.0  # granted, last edit or ``keep`` (idle hand-off)
+    handoff_at: float | None = None  # warned: handed off here unless active first
+    caret_at: float = -math.inf  # the last caret forwarded
+    caret: Any = None  # a caret held back until ``caret_at + interval``
+
+
+class Idle(enum.Enum):
+    """What the idle clock of one held token calls for (docs/protocol.md, Idle hand-off)."""
+
+    NOTHING = "nothing"
+    WARN = "warn"  # tell the holder: handed off at ``handoff_at`` unless active
+    WITHDRAW = "withdraw"  # warned, but nobody waits any more
+    HAND_OFF = "hand-off"  # warned, still idle, someone waits: release it to them
+
+
+def idle_step(held: Held, now: float, idle_s: float, warn_s: float, waited_on: bool) -> Idle:
+    """One look at a held token's idle clock; updates ``held.handoff_at``.
+
+    The warning always comes at least ``warn_s`` before the hand-off, also for
+    a holder idle far longer than ``idle_s`` when someone starts waiting, and
+    only while someone waits: an idle holder nobody waits for keeps writing."""
+    if idle_s <= 0:
+        return Idle.NOTHING
+    if held.handoff_at is None:
+        if waited_on and now >= held.active_at + idle_s - warn_s:
+            held.handoff_at = max(held.active_at + idle_s, now + warn_s)
+            return Idle.WARN
+        return Idle.NOTHING
+    if not waited_on:
+        held.handoff_at = None
+        return Idle.WITHDRAW
+    return Idle.HAND_OFF if now >= held.handoff_at else Idle.NOTHING
+
+
+def caret_delay(held: Held, now: float, interval_s: float) -> float:
+    """Seconds until the holder's next caret may be forwarded (0: now)."""
+    return max(0.0, held.caret_at + interval_s - now)
 
 
 @dataclass
@@ -105,7 +143,30 @@ class TokenBook:
 
     # -- tokens held --------------------------------------------------------------
     def hold(self, session: str, note: str, fence: int, now: float) -> None:
-        self.held.setdefault(session, {})[note] = Held(fence, now + self.ttl_s)
+        self.held.setdefault(session, {})[note] = Held(fence, now + self.ttl_s, active_at=now)
+
+    def active(self, session: str, note: str, now: float) -> Held | None:
+        """The holder typed or said ``keep``: its idle clock starts again and a
+        warning is void. Returns the token, or None when not held here."""
+        held = self.holding(session, note)
+        if held is not None:
+            held.active_at, held.handoff_at = now, None
+        return held
+
+    def idle_candidates(
+        self, now: float, idle_s: float, warn_s: float
+    ) -> list[tuple[str, str, Held]]:
+        """Holds whose idle clock may call for something now: those warned,
+        and those idle long enough to be warned if someone waits."""
+        if idle_s <= 0:
+            return []
+        return [
+            (s, n, h) for s, n, h in self.all_holds()
+            if h.handoff_at is not None or now >= h.active_at + idle_s - warn_s
+        ]  # fmt: skip
+
+    def holders_of(self, note: str) -> list[str]:
+        return [s for s, notes in self.held.items() if note in notes]
 
     def holding(self, session: str, note: str) -> Held | None:
         return self.held.get(session, {}).get(note)

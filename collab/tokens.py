@@ -273,6 +273,11 @@ class Tokens:
         for session in self.book.waiters_of(note_id):
             self.host.spawn(self.try_waiter(session, note_id))
 
+    def typed(self, session: str, note_id: str) -> None:
+        """An edit arrived from the session: a keystroke restarts the idle
+        clock of its token (docs/protocol.md, Idle hand-off)."""
+        self.book.active(session, note_id, _now())
+
     # -- renew / release -----------------------------------------------------------
     async def heartbeat(self, peer: Peer) -> list[dict[str, Any]]:
         session = peer.session
@@ -390,6 +395,29 @@ class Tokens:
                 self.book.unhold(session, note_id)
                 return
         self.book.unhold(session, note_id)
+        await self._told_lost(session, note_id, held, reason)
+
+    async def hand_off_idle(self, session: str, note_id: str, held: Held, fence: int) -> None:
+        """The idle holder's token goes to the next waiter as a clean release.
+        ``fence``, above the holder's, is already committed to the database, so
+        the holder's edits are refused from here on (rule 5); the lease counter
+        is raised to it so the next grant lands above it at the first try, and
+        the lease is released compare-owner: no lock-delay (rule 4)."""
+        if self.book.holding(session, note_id) is not held:
+            return
+        self.book.unhold(session, note_id)
+        try:
+            await self.leases.raise_fence(note_id, fence)
+            await self.leases.release(note_id, session, held.fence)
+        except Exception:  # the unrenewed lease then expires within one TTL
+            log.warning("could not release an idle token", extra={"note": note_id})
+        self.metrics.idle_handoffs.inc()
+        await self._told_lost(session, note_id, held, "idle", fence)
+
+    async def _told_lost(
+        self, session: str, note_id: str, held: Held, reason: LossReason, fence: int = 0
+    ) -> None:
+        """The token is no longer the session's: tell it and every replica."""
         counter = {"expired": self.metrics.expiries, "reset": self.metrics.resets}
         if reason in counter:
             counter[reason].inc()
@@ -403,7 +431,7 @@ class Tokens:
             await self.host.audit(note_id, reason, session, user_id, held.fence)
         except Exception:
             log.warning("could not record lease loss", extra={"note": note_id})
-        await self.host.lock_changed(note_id, reason)
+        await self.host.lock_changed(note_id, reason, fence=fence)
 
     async def _serves_record(self, session: str, socket: str | None) -> bool:
         """Whether this replica may change the session's shared record: not

@@ -9,7 +9,7 @@ Role = Literal["admin", "user", "guest"]
 Access = Literal["read", "write", "admin"]
 Grant = Literal["read", "write"]
 Visibility = Literal["private", "public"]
-LossReason = Literal["expired", "revoked", "reset"]
+LossReason = Literal["expired", "revoked", "reset", "idle"]
 
 ROLES: tuple[Role, ...] = ("admin", "user", "guest")
 GRANTS: tuple[Grant, ...] = ("read", "write")

@@ -171,3 +171,21 @@ def test_any_json_value_parses_or_is_refused_cleanly(value: object) -> None:
 def test_any_bytes_parse_or_refuse(raw: bytes) -> None:
     with contextlib.suppress(m.FrameError):
         m.parse_frame(raw, LIMITS)
+
+
+def test_caret_keep_and_request() -> None:
+    caret = {"type": "caret", "note": "n", "fence": 3, "version": 9, "anchor": 4, "head": 2}
+    assert parse(caret) == m.Caret("n", 3, 9, 4, 2)
+    assert parse({"type": "keep", "note": "n", "rid": 1}) == m.Keep("n", 1)
+    assert parse({"type": "request", "note": "n"}) == m.EditRequest("n")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"anchor": -1}, {"head": 1_000_001}, {"head": 1.5}, {"version": None}, {"fence": "1"}],
+)
+def test_caret_refused(change: dict) -> None:
+    caret = {"type": "caret", "note": "n", "fence": 3, "version": 9, "anchor": 4, "head": 2}
+    with pytest.raises(m.FrameError) as info:
+        parse({**caret, **change})
+    assert info.value.error.code == "bad_request"
