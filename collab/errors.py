@@ -90,6 +90,29 @@ class TooLarge(CollabError):
     default_message = "too large"
 
 
+class QuotaExceeded(CollabError):
+    """The note owner's storage quota (``COLLAB_MAX_NOTES_PER_USER`` or
+    ``COLLAB_MAX_BYTES_PER_USER``) would be exceeded; carries ``quota``
+    (``notes`` or ``bytes``) and ``limit``. Nothing was written."""
+
+    code = "quota_exceeded"
+    status = 403
+    default_message = "storage quota exceeded"
+
+
+class EditExpired(CollabError):
+    """An edit whose base is older than the kept edit log, with an op id not
+    (or no longer) in it: it may be a retry of an edit applied long ago, so it
+    is neither applied nor acknowledged. Carries the current ``version``."""
+
+    code = "edit_expired"
+    status = 409
+    default_message = (
+        "this edit is older than the kept edit log and may already have been applied; "
+        "sync, then redo it if it is missing"
+    )
+
+
 class RateLimited(CollabError):
     code = "rate_limited"
     status = 429

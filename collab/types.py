@@ -38,12 +38,14 @@ class UserRecord:
     role: Role
     password_hash: str
     created_at: str
+    disabled: bool = False  # by an admin: no sign-in, no token accepted
 
     def user(self) -> User:
         return User(self.id, self.name, self.role)
 
     def wire(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "role": self.role, "created_at": self.created_at}
+        return {"id": self.id, "name": self.name, "role": self.role,
+                "created_at": self.created_at, "disabled": self.disabled}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collab.settings import Settings
 from collab.store.base import CommitResult, LockEvent, Store
 from collab.store.postgres import PostgresStore
+from collab.store.quotas import Quotas
 from collab.store.sqlite import SqliteStore
 
 __all__ = ["CommitResult", "LockEvent", "PostgresStore", "SqliteStore", "Store", "open_store"]
@@ -30,7 +31,10 @@ async def open_store(settings: Settings, timeline_floor: int = 0) -> Store:
             connect_timeout_s=settings.db_connect_timeout_s,
             command_timeout_s=settings.db_command_timeout_s,
             replica_retry_s=settings.db_replica_retry_s,
+            quotas=Quotas.from_settings(settings),
         )
         store.pools.timeline = timeline_floor
         return await store.open()
-    return await SqliteStore(settings.sqlite_path, settings.sqlite_busy_timeout_ms).open()
+    return await SqliteStore(
+        settings.sqlite_path, settings.sqlite_busy_timeout_ms, Quotas.from_settings(settings)
+    ).open()

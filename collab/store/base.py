@@ -18,6 +18,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from collab.store.quotas import UNLIMITED, Quotas
+from collab.store.retention import CompactionReport, Retention
 from collab.types import (
     EditPayload,
     EditRecord,
@@ -83,7 +85,12 @@ class Store(ABC):
     missing note/user where documented, ``Conflict`` for a taken username,
     ``Unavailable`` when the database cannot be reached (the pool reconnects on
     the next call). Nothing raised carries SQL text.
+
+    ``quotas`` (``store/quotas.py``) bound what each account owns; they are
+    checked inside ``create_note`` and ``commit_edit``'s own transaction.
     """
+
+    quotas: Quotas = UNLIMITED
 
     # -- lifecycle ------------------------------------------------------------
     @abstractmethod
@@ -142,14 +149,34 @@ class Store(ABC):
         """Raise ``NotFound`` for an unknown user."""
 
     @abstractmethod
-    async def count_admins(self) -> int: ...
+    async def count_admins(self) -> int:
+        """Enabled admins only: a disabled admin cannot act."""
+
+    @abstractmethod
+    async def set_password(self, user_id: str, password_hash: str) -> None:
+        """Store a new password hash. ``NotFound`` for an unknown user."""
+
+    @abstractmethod
+    async def set_disabled(self, user_id: str, disabled: bool) -> UserRecord:
+        """Disable or enable an account (``UserRecord.disabled``): a disabled
+        account's stored role counts as no account in every access decision
+        the store takes (``commit_edit``, ``advance_fence``). ``NotFound``."""
+
+    @abstractmethod
+    async def delete_user(self, user_id: str) -> list[str]:
+        """Delete the account, the notes it owns (with everything hanging off
+        them) and its grants; edits it made to others' notes stay in their
+        logs. Returns the ids of the deleted notes. ``NotFound``."""
 
     # -- notes ----------------------------------------------------------------
     @abstractmethod
     async def create_note(
         self, owner_id: str, title: str, content: str, visibility: Visibility
     ) -> Note:
-        """New note at version 0, fence 0; also writes revision 0."""
+        """New note at version 0, fence 0; also writes revision 0. The owner's
+        note count and byte total grow in the same transaction:
+        ``QuotaExceeded`` (nothing written) past ``quotas``; ``NotFound`` for
+        an unknown owner."""
 
     @abstractmethod
     async def get_note(self, note_id: str) -> Note | None: ...
@@ -250,9 +277,14 @@ class Store(ABC):
              ``Forbidden``;
           4. ``notes.fence != fence`` or the fence was granted to another
              session than ``holder`` -> ``Fenced``;
-          5. ``notes.version != base`` -> ``Stale(version=current)``;
+          5. ``notes.version != base`` -> ``Stale(version=current)``, or
+             ``EditExpired`` when ``base`` is older than every op id kept
+             for the note (``store/retention.py``);
           6. apply with ``collab.textops.apply_payload``; a range outside the
              text -> ``BadRequest``; result over ``max_chars`` -> ``TooLarge``;
+          6b. the note owner's byte total would pass ``quotas.max_bytes``
+             -> ``QuotaExceeded`` (the owner's counter is moved in this same
+             transaction, so concurrent edits cannot pass it together);
           7. ``UPDATE notes SET content, version=version+1, updated_at WHERE
              id=$n AND fence=$fence AND fence_holder=$holder AND version=$base``
              and insert the edit-log
@@ -264,6 +296,15 @@ class Store(ABC):
         """Edits with version > ``since`` in version order, or ``None`` when
         more than ``limit`` exist or some are no longer kept (caller then sends
         a snapshot)."""
+
+    @abstractmethod
+    async def compact_edit_log(self, retention: Retention) -> CompactionReport:
+        """One pass of edit-log retention (``store/retention.py``) over every
+        note, in transactions of at most ``retention.batch`` rows: payloads
+        past the rule move to ``edit_ops`` (op id, version, hash), and op ids
+        older than ``retention.ops_keep_s`` are dropped. Revisions and the
+        newest edits are never touched; ``edits_since`` then answers ``None``
+        (a snapshot) for a ``since`` before what is kept."""
 
     # -- revisions --------------------------------------------------------------
     @abstractmethod

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from collab.access import can_write, note_access
-from collab.errors import BadRequest, Fenced, Forbidden, Stale
+from collab.errors import BadRequest, EditExpired, Fenced, Forbidden, Stale
 from collab.store.base import FenceAdvance
+from collab.store.retention import retry_expired
 from collab.types import Access, Grant, User, Visibility
 
 STORED_ROLES = ("admin", "user")
@@ -66,12 +67,17 @@ def check_edit(
     logged: tuple[int, str] | None,
     payload_hash: str,
     access: Access | None,
+    oldest_kept: int | None = None,
 ) -> int | None:
     """Run checks 2-5 of ``commit_edit`` (check 1, note missing, is the caller's).
 
     ``logged`` is ``(version, payload_hash)`` of an edit already logged under
-    this op id. Returns that original version for an idempotent retry (same
-    payload), ``None`` when the edit should be applied; raises otherwise.
+    this op id (in the edit log or, compacted, in ``edit_ops``). Returns that
+    original version for an idempotent retry (same payload), ``None`` when the
+    edit should be applied; raises otherwise. ``oldest_kept`` is the lowest
+    version the note's log still holds an op id for (stores pass it when the
+    base is not current): an unknown op based before it is ``EditExpired``
+    rather than ``Stale``, since it may be a retry whose op id is gone.
     """
     if logged is not None:
         original_version, original_hash = logged
@@ -87,6 +93,8 @@ def check_edit(
     if current_fence != fence or not holder or current_holder != holder:
         raise Fenced()
     if current_version != base:
+        if retry_expired(logged is not None, base, oldest_kept):
+            raise EditExpired(version=current_version)
         raise Stale(
             f"base version {base} is not the current version {current_version}",
             version=current_version,

@@ -14,13 +14,21 @@ same fence jump on the first write of a new timeline (rule 10).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 from collab.access import can_write
-from collab.clock import utc_now
+from collab.clock import iso_utc, utc_now
 from collab.errors import Conflict, Forbidden, NotFound
 from collab.store import rows
 from collab.store.base import FAILOVER_FENCE_STEP, CommitResult, FenceAdvance, LockEvent, Store
 from collab.store.checks import check_edit, check_stored_role, stored_writer_access
+from collab.store.quotas import UNLIMITED, Quotas, check_growth, check_new_note, text_bytes
+from collab.store.retention import (
+    CompactionReport,
+    Retention,
+    compactable_through,
+    needs_compaction,
+)
 from collab.textops import apply_payload
 from collab.types import (
     Access,
@@ -50,13 +58,22 @@ class Tables:
     access: dict[tuple[str, str], Grant] = field(default_factory=dict)
     edits: dict[str, list[EditRecord]] = field(default_factory=dict)
     ops: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    # op ids of compacted edits: (note, op) -> (version, payload hash, at)
+    edit_ops: dict[tuple[str, str], tuple[int, str, str]] = field(default_factory=dict)
+    # user id -> (notes owned, UTF-8 bytes of their text)
+    usage: dict[str, tuple[int, int]] = field(default_factory=dict)
     revisions: dict[str, dict[int, Revision]] = field(default_factory=dict)
     lock_events: list[LockEvent] = field(default_factory=list)
     fenced_timelines: set[int] = field(default_factory=lambda: {1})
 
 
+def _ago(seconds: float) -> str:
+    return iso_utc(datetime.now(UTC) - timedelta(seconds=seconds))
+
+
 class MemoryStore(Store):
-    def __init__(self) -> None:
+    def __init__(self, quotas: Quotas = UNLIMITED) -> None:
+        self.quotas = quotas
         self.tables = Tables()
         self.timeline_number = 1
         self._timeline_changes = 0
@@ -132,14 +149,48 @@ class MemoryStore(Store):
         return record
 
     async def count_admins(self) -> int:
-        return sum(1 for u in self.tables.users.values() if u.role == "admin")
+        return sum(1 for u in self.tables.users.values() if u.role == "admin" and not u.disabled)
+
+    async def set_password(self, user_id: str, password_hash: str) -> None:
+        record = self._user(user_id)
+        self.tables.users[user_id] = replace(record, password_hash=password_hash)
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> UserRecord:
+        record = self.tables.users[user_id] = replace(self._user(user_id), disabled=disabled)
+        return record
+
+    async def delete_user(self, user_id: str) -> list[str]:
+        record = self._user(user_id)
+        t = self.tables
+        owned = sorted(nid for nid, row in t.notes.items() if row.note.owner_id == user_id)
+        for note_id in owned:
+            await self.delete_note(note_id)
+        del t.users[user_id]
+        t.names.pop(rows.name_key(record.name), None)
+        t.usage.pop(user_id, None)
+        t.access = {k: v for k, v in t.access.items() if k[1] != user_id}
+        return owned
+
+    def _user(self, user_id: str) -> UserRecord:
+        record = self.tables.users.get(user_id)
+        if record is None:
+            raise NotFound("user not found")
+        return record
+
+    def _charge(self, owner_id: str, notes: int, delta: int) -> None:
+        count, size = self.tables.usage.get(owner_id, (0, 0))
+        self.tables.usage[owner_id] = (count + notes, size + delta)
 
     # -- notes --------------------------------------------------------------------
     async def create_note(
         self, owner_id: str, title: str, content: str, visibility: Visibility
     ) -> Note:
-        if owner_id not in self.tables.users:
+        owner = self.tables.users.get(owner_id)
+        if owner is None:
             raise NotFound("owner not found")
+        count, size = self.tables.usage.get(owner_id, (0, 0))
+        check_new_note(self.quotas, owner.role, count, size, text_bytes(content))
+        self._charge(owner_id, 1, text_bytes(content))
         now = utc_now()
         note = Note(rows.new_id(), owner_id, title, content, visibility, 0, 0, now, now)
         self.tables.notes[note.id] = NoteRow(note)
@@ -184,9 +235,12 @@ class MemoryStore(Store):
 
     async def delete_note(self, note_id: str) -> None:
         t = self.tables
-        if t.notes.pop(note_id, None) is None:
+        row = t.notes.pop(note_id, None)
+        if row is None:
             raise NotFound("note not found")
+        self._charge(row.note.owner_id, -1, -text_bytes(row.note.content))
         t.edits.pop(note_id, None)
+        t.edit_ops = {k: v for k, v in t.edit_ops.items() if k[0] != note_id}
         t.revisions.pop(note_id, None)
         t.access = {k: v for k, v in t.access.items() if k[0] != note_id}
         t.ops = {k: v for k, v in t.ops.items() if k[0] != note_id}
@@ -243,7 +297,7 @@ class MemoryStore(Store):
     def _access_now(self, note: Note, user_id: str) -> Access | None:
         stored = self.tables.users.get(user_id)
         grant = self.tables.access.get((note.id, user_id))
-        role = stored.role if stored else None
+        role = stored.role if stored and not stored.disabled else None
         return stored_writer_access(user_id, role, note.owner_id, note.visibility, grant)
 
     async def get_fence(self, note_id: str) -> int:
@@ -270,6 +324,10 @@ class MemoryStore(Store):
         row = self._row(note_id)
         note = row.note
         digest = rows.payload_hash(payload)
+        logged = t.ops.get((note_id, op))
+        compacted = t.edit_ops.get((note_id, op))
+        if logged is None and compacted is not None:
+            logged = compacted[:2]
         original = check_edit(
             fence=fence,
             holder=holder,
@@ -277,19 +335,58 @@ class MemoryStore(Store):
             current_fence=note.fence,
             current_holder=row.holder,
             current_version=note.version,
-            logged=t.ops.get((note_id, op)),
+            logged=logged,
             payload_hash=digest,
             access=self._access_now(note, by.id),
+            oldest_kept=self._oldest_kept(note_id),
         )
         if original is not None:
             return CommitResult(original, duplicate=True, content=note.content)
         text = apply_payload(note.content, payload, max_chars)
+        delta = text_bytes(text) - text_bytes(note.content)
+        owner = t.users.get(note.owner_id)
+        check_growth(
+            self.quotas, owner.role if owner else None, t.usage.get(note.owner_id, (0, 0))[1], delta
+        )
+        self._charge(note.owner_id, 0, delta)
         now = utc_now()
         row.note = replace(note, content=text, version=note.version + 1, updated_at=now)
         version = row.note.version
         t.edits[note_id].append(EditRecord(note_id, version, op, payload, by, now))
         t.ops[(note_id, op)] = (version, digest)
         return CommitResult(version, duplicate=False, content=text)
+
+    def _oldest_kept(self, note_id: str) -> int | None:
+        t = self.tables
+        versions = [e.version for e in t.edits.get(note_id, [])[:1]]
+        versions += [v for (n, _), (v, _, _) in t.edit_ops.items() if n == note_id]
+        return min(versions, default=None)
+
+    async def compact_edit_log(self, retention: Retention) -> CompactionReport:
+        t = self.tables
+        report = CompactionReport()
+        older = _ago(retention.keep_s)
+        for note_id, row in list(t.notes.items()):
+            saved = t.revisions.get(note_id, {})
+            through = compactable_through(
+                row.note.version, max(saved, default=None), retention.keep_per_note
+            )
+            log = t.edits.get(note_id, [])
+            if not needs_compaction(log[0].version if log else None, through):
+                continue
+            dropped = [e for e in log if e.version <= through and e.at <= older]
+            for edit in dropped:
+                version, digest = t.ops.pop((note_id, edit.op))
+                t.edit_ops[(note_id, edit.op)] = (version, digest, edit.at)
+            gone = {e.version for e in dropped}
+            t.edits[note_id] = [e for e in log if e.version not in gone]
+            if dropped:
+                report += CompactionReport(payloads=len(dropped), notes=1)
+        expired = _ago(retention.ops_keep_s)
+        old_ops = [k for k, (_, _, at) in t.edit_ops.items() if at <= expired]
+        for key in old_ops:
+            del t.edit_ops[key]
+        return report + CompactionReport(ops=len(old_ops))
 
     async def edits_since(self, note_id: str, since: int, limit: int) -> list[EditRecord] | None:
         current = self._row(note_id).note.version

@@ -12,12 +12,19 @@ import logging
 import asyncpg
 
 from collab.access import can_write
-from collab.errors import CollabError, Conflict, Fenced, NotFound
+from collab.errors import CollabError, Conflict, Fenced, NotFound, QuotaExceeded
 from collab.store import rows
 from collab.store.base import FAILOVER_FENCE_STEP, CommitResult, FenceAdvance, LockEvent, Store
 from collab.store.checks import check_edit, check_grant, check_stored_role, row_access
 from collab.store.migrator import migration_files
 from collab.store.pg_pools import PgPools
+from collab.store.quotas import UNLIMITED, Quotas, check_growth, check_new_note, text_bytes
+from collab.store.retention import (
+    CompactionReport,
+    Retention,
+    compactable_through,
+    needs_compaction,
+)
 from collab.textops import apply_payload
 from collab.types import (
     EditPayload,
@@ -38,8 +45,10 @@ DEFAULT_COMMAND_TIMEOUT_S = 30.0
 DEFAULT_REPLICA_RETRY_S = 5.0
 # pg_advisory_lock key serialising migrate() across replicas ("collab" in hex).
 MIGRATION_LOCK_KEY = 0x636F6C6C6162
+# pg_try_advisory_lock key: one replica compacts the edit log at a time.
+COMPACTION_LOCK_KEY = MIGRATION_LOCK_KEY + 1
 
-_USER = "id, name, role, password_hash, created_at"
+_USER = "id, name, role, password_hash, created_at, disabled_at IS NOT NULL AS disabled"
 _NOTE = "id, owner_id, title, content, visibility, version, fence, created_at, updated_at"
 _NOTE_N = ", ".join(f"n.{c.strip()}" for c in _NOTE.split(","))
 _EDIT = "note_id, version, op, payload::text AS payload, by_id, by_name, by_role, at"
@@ -49,6 +58,7 @@ _EDIT = "note_id, version, op, payload::text AS payload, by_id, by_name, by_role
 _LOOKUP_WRITE_EDIT = """
 WITH logged AS (
     SELECT version, payload_hash FROM edits WHERE note_id = $1 AND op = $5
+    UNION ALL SELECT version, payload_hash FROM edit_ops WHERE note_id = $1 AND op = $5
 ), updated AS (
     UPDATE notes SET content = $4, version = version + 1, updated_at = now()
     WHERE id = $1 AND fence = $2 AND fence_holder = $11 AND version = $3
@@ -68,10 +78,50 @@ _REVISION = "note_id, version, title, content, by_id, created_at"
 _LOCK_NOTE_FOR_EDIT = """
 SELECT n.version, n.fence, n.fence_holder, n.content, n.owner_id, n.visibility, u.role, a.access
 FROM notes n
-LEFT JOIN users u ON u.id = $2
+LEFT JOIN users u ON u.id = $2 AND u.disabled_at IS NULL
 LEFT JOIN note_access a ON a.note_id = n.id AND a.user_id = $2
 WHERE n.id = $1
 FOR UPDATE OF n
+"""
+_LOGGED_OP = """
+SELECT version, payload_hash FROM edits WHERE note_id = $1 AND op = $2
+UNION ALL SELECT version, payload_hash FROM edit_ops WHERE note_id = $1 AND op = $2
+"""
+# The lowest version a note's log still holds an op id for (payload or not).
+_OLDEST_KEPT = """
+SELECT least((SELECT min(version) FROM edits WHERE note_id = $1),
+             (SELECT min(version) FROM edit_ops WHERE note_id = $1))
+"""
+# The owner's byte total moves with the edit, in its transaction; no row when
+# the quota forbids it (the owner's row lock serialises the owner's edits).
+_CHARGE_EDIT = """
+UPDATE users SET content_bytes = content_bytes + $2
+WHERE id = $1 AND ($2 <= 0 OR role = 'admin' OR $3 = 0 OR content_bytes + $2 <= $3)
+RETURNING content_bytes
+"""
+_COMPACTION_PAGE = """
+SELECT n.id, n.version,
+       (SELECT max(version) FROM revisions WHERE note_id = n.id) AS revision,
+       (SELECT min(version) FROM edits WHERE note_id = n.id) AS oldest
+FROM notes n WHERE n.id > $1 ORDER BY n.id LIMIT $2
+"""
+# One batch: payloads of one note up to a version, older than the cutoff,
+# moved to edit_ops in one statement (only those rows are locked).
+_COMPACT_BATCH = """
+WITH picked AS (
+    SELECT version FROM edits
+    WHERE note_id = $1 AND version <= $2 AND at <= now() - make_interval(secs => $3)
+    ORDER BY version LIMIT $4
+), moved AS (
+    DELETE FROM edits e USING picked p WHERE e.note_id = $1 AND e.version = p.version
+    RETURNING e.note_id, e.op, e.version, e.payload_hash, e.at
+)
+INSERT INTO edit_ops (note_id, op, version, payload_hash, at)
+SELECT note_id, op, version, payload_hash, at FROM moved
+"""
+_DROP_OLD_OPS = """
+DELETE FROM edit_ops WHERE ctid IN (
+    SELECT ctid FROM edit_ops WHERE at <= now() - make_interval(secs => $1) LIMIT $2)
 """
 
 
@@ -85,10 +135,12 @@ class PostgresStore(Store):
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
         replica_retry_s: float = DEFAULT_REPLICA_RETRY_S,
+        quotas: Quotas = UNLIMITED,
     ) -> None:
         """Not connected until ``open()``. The timeouts bound connecting and
         each statement; ``replica_retry_s`` is how long replica reads are
         skipped after the replica failed once."""
+        self.quotas = quotas
         self.pools = PgPools(
             url,
             read_url,
@@ -196,13 +248,72 @@ class PostgresStore(Store):
 
     async def count_admins(self) -> int:
         async with self.pools.primary() as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM users WHERE role = 'admin'"))
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL"
+                )
+            )
+
+    async def set_password(self, user_id: str, password_hash: str) -> None:
+        async with self.pools.transaction() as conn:
+            status = await conn.execute(
+                "UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash
+            )
+        if status == "UPDATE 0":
+            raise NotFound("user not found")
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> UserRecord:
+        async with self.pools.transaction() as conn:
+            row = await conn.fetchrow(
+                "UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END"
+                f" WHERE id = $1 RETURNING {_USER}",
+                user_id, disabled,
+            )  # fmt: skip
+        if row is None:
+            raise NotFound("user not found")
+        return rows.user_record(row)
+
+    async def delete_user(self, user_id: str) -> list[str]:
+        async with self.pools.transaction() as conn:
+            # Note rows first, then the user's: the order commit_edit locks
+            # them in (note, then its owner), so the two cannot deadlock.
+            owned = [
+                r["id"]
+                for r in await conn.fetch(
+                    "SELECT id FROM notes WHERE owner_id = $1 ORDER BY id FOR UPDATE", user_id
+                )
+            ]
+            status = await conn.execute("DELETE FROM users WHERE id = $1", user_id)
+            if status == "DELETE 0":
+                raise NotFound("user not found")
+            # Notes, grants, edits and revisions go by cascade; lock events
+            # have no foreign key (see 001_initial.sql).
+            await conn.execute("DELETE FROM lock_events WHERE note_id = ANY($1::text[])", owned)
+        return owned
 
     # -- notes ----------------------------------------------------------------
     async def create_note(
         self, owner_id: str, title: str, content: str, visibility: Visibility
     ) -> Note:
+        size = text_bytes(content)
         async with self.pools.transaction() as conn:
+            # The owner's row lock serialises the owner's note creations and
+            # edits: the quota read is the quota written.
+            owner = await conn.fetchrow(
+                "SELECT role, note_count, content_bytes FROM users WHERE id = $1 FOR UPDATE",
+                owner_id,
+            )
+            if owner is None:
+                raise NotFound("owner not found")
+            check_new_note(
+                self.quotas, owner["role"], int(owner["note_count"]),
+                int(owner["content_bytes"]), size,
+            )  # fmt: skip
+            await conn.execute(
+                "UPDATE users SET note_count = note_count + 1, content_bytes = content_bytes + $2"
+                " WHERE id = $1",
+                owner_id, size,
+            )  # fmt: skip
             try:
                 row = await conn.fetchrow(
                     "INSERT INTO notes (id, owner_id, title, content, visibility)"
@@ -255,9 +366,18 @@ class PostgresStore(Store):
 
     async def delete_note(self, note_id: str) -> None:
         async with self.pools.transaction() as conn:
-            status = await conn.execute("DELETE FROM notes WHERE id = $1", note_id)
-            if status == "DELETE 0":
+            gone = await conn.fetchrow(
+                "DELETE FROM notes WHERE id = $1"
+                " RETURNING owner_id, octet_length(content) AS bytes",
+                note_id,
+            )
+            if gone is None:
                 raise NotFound("note not found")
+            await conn.execute(
+                "UPDATE users SET note_count = note_count - 1, content_bytes = content_bytes - $2"
+                " WHERE id = $1",
+                gone["owner_id"], gone["bytes"],
+            )  # fmt: skip
             await conn.execute("DELETE FROM lock_events WHERE note_id = $1", note_id)
 
     # -- access grants --------------------------------------------------------
@@ -291,7 +411,8 @@ class PostgresStore(Store):
     async def list_access(self, note_id: str) -> list[tuple[UserRecord, Grant]]:
         async with self.pools.primary() as conn:
             found = await conn.fetch(
-                "SELECT u.id, u.name, u.role, u.password_hash, u.created_at, a.access"
+                "SELECT u.id, u.name, u.role, u.password_hash, u.created_at,"
+                " u.disabled_at IS NOT NULL AS disabled, a.access"
                 " FROM note_access a JOIN users u ON u.id = a.user_id"
                 " WHERE a.note_id = $1 ORDER BY u.name_key",
                 note_id,
@@ -409,10 +530,7 @@ class PostgresStore(Store):
                 except CollabError as exc:
                     refused = exc  # unless the op id was already logged (a retry)
             if text is None:
-                logged = await conn.fetchrow(
-                    "SELECT version, payload_hash FROM edits WHERE note_id = $1 AND op = $2",
-                    note_id, op,
-                )  # fmt: skip
+                logged = await conn.fetchrow(_LOGGED_OP, note_id, op)
             else:
                 # The common case in one round trip: op lookup, write and log row.
                 # It runs after the row lock is taken, so its snapshot holds every
@@ -426,7 +544,12 @@ class PostgresStore(Store):
                 if logged is not None and logged["payload_hash"] is None:  # a new op
                     if logged["written"] is None:
                         raise Fenced()
+                    # Quota last: a refusal rolls the whole commit back.
+                    await self._charge_edit(conn, note["owner_id"], note["content"], text)
                     return CommitResult(int(logged["written"]), duplicate=False, content=text)
+            oldest = None
+            if logged is None and current_version != base:
+                oldest = await conn.fetchval(_OLDEST_KEPT, note_id)
             original = check_edit(
                 fence=fence,
                 holder=holder,
@@ -437,12 +560,78 @@ class PostgresStore(Store):
                 logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
                 payload_hash=digest,
                 access=access,
+                oldest_kept=oldest,
             )
             if original is not None:
                 return CommitResult(original, duplicate=True, content=note["content"])
             # check_edit passed and the op is new, so the edit itself was refused
             # (bad range, too large). Anything else would be a bug: refuse the write.
             raise refused if refused is not None else Fenced()
+
+    async def _charge_edit(
+        self, conn: asyncpg.Connection, owner_id: str, before: str, after: str
+    ) -> None:
+        """Move the owner's byte total by the edit's growth, refusing it past
+        the quota (``QuotaExceeded``; the caller's transaction rolls back)."""
+        delta = text_bytes(after) - text_bytes(before)
+        if not delta:
+            return
+        limit = self.quotas.max_bytes
+        if await conn.fetchval(_CHARGE_EDIT, owner_id, delta, limit) is None:
+            owner = await conn.fetchrow(
+                "SELECT role, content_bytes FROM users WHERE id = $1", owner_id
+            )
+            if owner is not None:
+                check_growth(self.quotas, owner["role"], int(owner["content_bytes"]), delta)
+            raise QuotaExceeded(quota="bytes", limit=limit)
+
+    async def compact_edit_log(self, retention: Retention) -> CompactionReport:
+        report = CompactionReport()
+        async with self.pools.primary() as conn:
+            # One replica at a time; the others skip this round.
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", COMPACTION_LOCK_KEY):
+                return report
+            try:
+                after = ""
+                while True:
+                    page = await conn.fetch(_COMPACTION_PAGE, after, retention.batch)
+                    for note in page:
+                        through = compactable_through(
+                            int(note["version"]), note["revision"], retention.keep_per_note
+                        )
+                        if needs_compaction(note["oldest"], through):
+                            report += await self._compact_note(conn, note["id"], through, retention)
+                    if len(page) < retention.batch:
+                        break
+                    after = page[-1]["id"]
+                while True:  # op ids past their own retention, batch by batch
+                    status = await conn.execute(
+                        _DROP_OLD_OPS, float(retention.ops_keep_s), retention.batch
+                    )
+                    gone = int(status.split()[-1])
+                    report += CompactionReport(ops=gone)
+                    if gone < retention.batch:
+                        break
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", COMPACTION_LOCK_KEY)
+        return report
+
+    async def _compact_note(
+        self, conn: asyncpg.Connection, note_id: str, through: int, retention: Retention
+    ) -> CompactionReport:
+        """Each batch is its own short transaction (autocommit statement)
+        that locks only the rows it moves: live edits of the note, which
+        insert newer versions, never wait on it for long."""
+        moved = 0
+        while True:
+            status = await conn.execute(
+                _COMPACT_BATCH, note_id, through, float(retention.keep_s), retention.batch
+            )
+            count = int(status.split()[-1])
+            moved += count
+            if count < retention.batch:
+                break
+        return CompactionReport(payloads=moved, notes=1 if moved else 0)
 
     async def edits_since(self, note_id: str, since: int, limit: int) -> list[EditRecord] | None:
         async with (

@@ -91,6 +91,7 @@ def user_record(row: Row) -> UserRecord:
         role=cast(Role, row["role"]),
         password_hash=row["password_hash"],
         created_at=format_ts(row["created_at"]),
+        disabled=bool(row["disabled"]),
     )
 
 

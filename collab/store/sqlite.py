@@ -9,13 +9,23 @@ Timestamps are made in Python (``clock.utc_now``): one process, one clock.
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 
-from collab.clock import utc_now
-from collab.errors import Conflict, Fenced, NotFound
+import orjson
+
+from collab.clock import iso_utc, utc_now
+from collab.errors import Conflict, Fenced, NotFound, QuotaExceeded
 from collab.store import rows
 from collab.store.base import CommitResult, FenceAdvance, LockEvent, Store
 from collab.store.checks import check_edit, check_grant, check_stored_role, row_access
 from collab.store.migrator import migration_files, split_statements
+from collab.store.quotas import UNLIMITED, Quotas, check_growth, check_new_note, text_bytes
+from collab.store.retention import (
+    CompactionReport,
+    Retention,
+    compactable_through,
+    needs_compaction,
+)
 from collab.store.sqlite_db import DEFAULT_BUSY_TIMEOUT_MS, SqliteDb, execute, fetch_all, fetch_one
 from collab.textops import apply_payload
 from collab.types import (
@@ -30,7 +40,7 @@ from collab.types import (
     Visibility,
 )
 
-_USER = "id, name, role, password_hash, created_at"
+_USER = "id, name, role, password_hash, created_at, disabled_at IS NOT NULL AS disabled"
 _NOTE = "id, owner_id, title, content, visibility, version, fence, created_at, updated_at"
 _NOTE_N = ", ".join(f"n.{c.strip()}" for c in _NOTE.split(","))
 _EDIT = "note_id, version, op, payload, by_id, by_name, by_role, at"
@@ -38,15 +48,38 @@ _REVISION = "note_id, version, title, content, by_id, created_at"
 # commit_edit's note row, with what decides the writer's access right now.
 _NOTE_FOR_EDIT = """
 SELECT n.version, n.fence, n.fence_holder, n.content, n.owner_id, n.visibility,
-       (SELECT role FROM users WHERE id = ?) AS role,
+       (SELECT role FROM users WHERE id = ? AND disabled_at IS NULL) AS role,
        (SELECT access FROM note_access WHERE note_id = n.id AND user_id = ?) AS access
 FROM notes n WHERE n.id = ?
 """
+# The lowest version a note's log still holds an op id for (payload or not).
+_OLDEST_KEPT = """
+SELECT min(v) AS oldest FROM (
+    SELECT min(version) AS v FROM edits WHERE note_id = :n
+    UNION ALL SELECT min(version) FROM edit_ops WHERE note_id = :n)
+"""
+# A page of notes with what the retention rule needs of each.
+_COMPACTION_PAGE = """
+SELECT n.id, n.version,
+       (SELECT max(version) FROM revisions WHERE note_id = n.id) AS revision,
+       (SELECT min(version) FROM edits WHERE note_id = n.id) AS oldest
+FROM notes n WHERE n.id > ? ORDER BY n.id LIMIT ?
+"""
+
+
+def _ago(seconds: float) -> str:
+    return iso_utc(datetime.now(UTC) - timedelta(seconds=seconds))
 
 
 class SqliteStore(Store):
-    def __init__(self, path: str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        path: str,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        quotas: Quotas = UNLIMITED,
+    ) -> None:
         self.db = SqliteDb(path, busy_timeout_ms)
+        self.quotas = quotas
 
     async def open(self) -> SqliteStore:
         await self.db.open()
@@ -132,8 +165,49 @@ class SqliteStore(Store):
 
     async def count_admins(self) -> int:
         async with self.db.read() as conn:
-            row = await fetch_one(conn, "SELECT count(*) FROM users WHERE role = 'admin'")
+            row = await fetch_one(
+                conn, "SELECT count(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL"
+            )
         return int(row[0]) if row else 0
+
+    async def set_password(self, user_id: str, password_hash: str) -> None:
+        async with self.db.write() as conn:
+            changed = await execute(
+                conn, "UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user_id]
+            )
+        if not changed:
+            raise NotFound("user not found")
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> UserRecord:
+        async with self.db.write() as conn:
+            row = await fetch_one(
+                conn,
+                "UPDATE users SET disabled_at = CASE WHEN ? THEN coalesce(disabled_at, ?) END"
+                f" WHERE id = ? RETURNING {_USER}",
+                [disabled, utc_now(), user_id],
+            )
+        if row is None:
+            raise NotFound("user not found")
+        return rows.user_record(row)
+
+    async def delete_user(self, user_id: str) -> list[str]:
+        async with self.db.write() as conn:
+            owned = [
+                r["id"]
+                for r in await fetch_all(
+                    conn, "SELECT id FROM notes WHERE owner_id = ? ORDER BY id", [user_id]
+                )
+            ]
+            if not await execute(conn, "DELETE FROM users WHERE id = ?", [user_id]):
+                raise NotFound("user not found")
+            # Notes, grants, edits and revisions go by cascade; lock events
+            # have no foreign key (see 001_initial.sql).
+            await execute(
+                conn,
+                "DELETE FROM lock_events WHERE note_id IN (SELECT value FROM json_each(?))",
+                [orjson.dumps(owned).decode()],
+            )
+        return owned
 
     # -- notes ----------------------------------------------------------------
     async def create_note(
@@ -141,7 +215,24 @@ class SqliteStore(Store):
     ) -> Note:
         now = utc_now()
         note_id = rows.new_id()
+        size = text_bytes(content)
         async with self.db.write() as conn:
+            # BEGIN IMMEDIATE: no other write between the quota check and the insert.
+            owner = await fetch_one(
+                conn, "SELECT role, note_count, content_bytes FROM users WHERE id = ?", [owner_id]
+            )
+            if owner is None:
+                raise NotFound("owner not found")
+            check_new_note(
+                self.quotas, owner["role"], int(owner["note_count"]),
+                int(owner["content_bytes"]), size,
+            )  # fmt: skip
+            await execute(
+                conn,
+                "UPDATE users SET note_count = note_count + 1, content_bytes = content_bytes + ?"
+                " WHERE id = ?",
+                [size, owner_id],
+            )
             try:
                 row = await fetch_one(
                     conn,
@@ -198,8 +289,20 @@ class SqliteStore(Store):
 
     async def delete_note(self, note_id: str) -> None:
         async with self.db.write() as conn:
-            if not await execute(conn, "DELETE FROM notes WHERE id = ?", [note_id]):
+            gone = await fetch_one(
+                conn,
+                "DELETE FROM notes WHERE id = ?"
+                " RETURNING owner_id, length(CAST(content AS BLOB)) AS bytes",
+                [note_id],
+            )
+            if gone is None:
                 raise NotFound("note not found")
+            await execute(
+                conn,
+                "UPDATE users SET note_count = note_count - 1, content_bytes = content_bytes - ?"
+                " WHERE id = ?",
+                [gone["bytes"], gone["owner_id"]],
+            )
             await execute(conn, "DELETE FROM lock_events WHERE note_id = ?", [note_id])
 
     # -- access grants --------------------------------------------------------
@@ -239,7 +342,8 @@ class SqliteStore(Store):
         async with self.db.read() as conn:
             found = await fetch_all(
                 conn,
-                "SELECT u.id, u.name, u.role, u.password_hash, u.created_at, a.access"
+                "SELECT u.id, u.name, u.role, u.password_hash, u.created_at,"
+                " u.disabled_at IS NOT NULL AS disabled, a.access"
                 " FROM note_access a JOIN users u ON u.id = a.user_id"
                 " WHERE a.note_id = ? ORDER BY u.name_key",
                 [note_id],
@@ -313,9 +417,15 @@ class SqliteStore(Store):
                 raise NotFound("note not found")
             logged = await fetch_one(
                 conn,
-                "SELECT version, payload_hash FROM edits WHERE note_id = ? AND op = ?",
-                [note_id, op],
+                "SELECT version, payload_hash FROM edits WHERE note_id = :n AND op = :op"
+                " UNION ALL SELECT version, payload_hash FROM edit_ops"
+                " WHERE note_id = :n AND op = :op",
+                {"n": note_id, "op": op},
             )
+            oldest = None
+            if logged is None and int(note["version"]) != base:
+                found = await fetch_one(conn, _OLDEST_KEPT, {"n": note_id})
+                oldest = found["oldest"] if found else None
             original = check_edit(
                 fence=fence,
                 holder=holder,
@@ -327,10 +437,27 @@ class SqliteStore(Store):
                 payload_hash=digest,
                 # Rule 2: write access from the stored rows, in this transaction.
                 access=row_access(by.id, note),
+                oldest_kept=oldest,
             )
             if original is not None:
                 return CommitResult(original, duplicate=True, content=note["content"])
             text = apply_payload(note["content"], payload, max_chars)
+            delta = text_bytes(text) - text_bytes(note["content"])
+            if delta:
+                # The owner's quota, in this transaction (BEGIN IMMEDIATE).
+                owner = await fetch_one(
+                    conn,
+                    "SELECT role, content_bytes FROM users WHERE id = ?",
+                    [note["owner_id"]],
+                )
+                if owner is None:  # the owner's row goes only with the note
+                    raise QuotaExceeded(quota="bytes", limit=self.quotas.max_bytes)
+                check_growth(self.quotas, owner["role"], int(owner["content_bytes"]), delta)
+                await execute(
+                    conn,
+                    "UPDATE users SET content_bytes = content_bytes + ? WHERE id = ?",
+                    [delta, note["owner_id"]],
+                )
             now = utc_now()
             # Rule 2: the write itself requires fence equality and the base version.
             updated = await fetch_one(
@@ -376,6 +503,70 @@ class SqliteStore(Store):
             )
         edits = [rows.edit_record(r) for r in found]
         return edits if rows.contiguous_edits(edits, since, current) else None
+
+    async def compact_edit_log(self, retention: Retention) -> CompactionReport:
+        report = CompactionReport()
+        after = ""
+        while True:
+            async with self.db.read() as conn:
+                page = await fetch_all(conn, _COMPACTION_PAGE, [after, retention.batch])
+            for note in page:
+                through = compactable_through(
+                    int(note["version"]), note["revision"], retention.keep_per_note
+                )
+                if needs_compaction(note["oldest"], through):
+                    report += await self._compact_note(note["id"], through, retention)
+            if len(page) < retention.batch:
+                break
+            after = page[-1]["id"]
+        return report + await self._drop_old_ops(retention)
+
+    async def _compact_note(
+        self, note_id: str, through: int, retention: Retention
+    ) -> CompactionReport:
+        """Move payloads of ``note_id`` up to ``through`` to ``edit_ops``, at
+        most ``retention.batch`` rows per transaction."""
+        moved = 0
+        older = _ago(retention.keep_s)
+        while True:
+            async with self.db.write() as conn:
+                found = await fetch_all(
+                    conn,
+                    "SELECT version FROM edits WHERE note_id = ? AND version <= ? AND at <= ?"
+                    " ORDER BY version LIMIT ?",
+                    [note_id, through, older, retention.batch],
+                )
+                if not found:
+                    break
+                top = int(found[-1]["version"])
+                where = "note_id = ? AND version <= ? AND at <= ?"
+                await execute(
+                    conn,
+                    "INSERT INTO edit_ops (note_id, op, version, payload_hash, at)"
+                    f" SELECT note_id, op, version, payload_hash, at FROM edits WHERE {where}",
+                    [note_id, top, older],
+                )
+                moved += await execute(
+                    conn, f"DELETE FROM edits WHERE {where}", [note_id, top, older]
+                )
+            if len(found) < retention.batch:
+                break
+        return CompactionReport(payloads=moved, notes=1 if moved else 0)
+
+    async def _drop_old_ops(self, retention: Retention) -> CompactionReport:
+        dropped = 0
+        expired = _ago(retention.ops_keep_s)
+        while True:
+            async with self.db.write() as conn:
+                gone = await execute(
+                    conn,
+                    "DELETE FROM edit_ops WHERE rowid IN"
+                    " (SELECT rowid FROM edit_ops WHERE at <= ? LIMIT ?)",
+                    [expired, retention.batch],
+                )
+            dropped += gone
+            if gone < retention.batch:
+                return CompactionReport(ops=dropped)
 
     # -- revisions --------------------------------------------------------------
     async def save_revision(self, note_id: str, by_id: str | None) -> Revision:
