@@ -1,6 +1,7 @@
 """``python -m loadtests.harness [stack options] SCENARIO [scenario options]``
 
-Scenarios: ``fanout``, ``token``, ``throughput`` and ``capacity``.
+Scenarios: ``fanout``, ``token``, ``throughput``, ``capacity`` and ``versus``
+(collab and the Hocuspocus peer of ``loadtests/peer`` side by side, ``versus.py``).
 By default the harness starts the servers itself (``--stack distributed``:
 ``--replicas`` replicas on a fresh PostgreSQL database and a unique Redis
 prefix; ``--stack embedded``: one SQLite process). ``--stack external --url
@@ -15,9 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from loadtests.harness import capacity, fanout, throughput, writetoken
+from loadtests.harness import capacity, fanout, throughput, versus, writetoken
 from loadtests.harness.bench import Bench
-from loadtests.harness.stack import external_stack, raise_fd_limit, start_stack
+from loadtests.harness.peerstack import start_peer_stack
+from loadtests.harness.stack import Stack, external_stack, raise_fd_limit, start_stack
 
 
 def _ints(text: str) -> list[int]:
@@ -85,13 +87,83 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--settle", type=float, default=3.0)
     c.add_argument("--idle", type=float, default=5.0, help="seconds of CPU metering per step")
     c.add_argument("--drivers", dest="capacity_drivers", type=int, default=4)
+
+    v = sub.add_parser("versus", help="collab and Hocuspocus side by side, ratios")
+    v.add_argument("--passes", type=int, default=2, help="passes per side, alternating")
+    v.add_argument("--viewers", type=int, default=100)
+    v.add_argument("--rate", type=float, default=50.0, help="edits per second")
+    v.add_argument("--duration", type=float, default=10.0, help="seconds of typing per run")
+    v.add_argument("--big-viewers", type=int, default=0, help="also a fan-out to this many")
+    v.add_argument("--big-rate", type=float, default=20.0)
+    v.add_argument("--rounds", type=int, default=200, help="acquire/release round trips")
+    v.add_argument("--handoffs", type=int, default=100)
+    v.add_argument(
+        "--floor", action="store_true", help="collab commit throughput vs the PostgreSQL floor"
+    )
+    v.add_argument("--floor-holders", type=int, default=100)
+    v.add_argument("--floor-window", type=int, default=1, help="edits in flight per holder")
+    v.add_argument("--floor-duration", type=float, default=10.0)
+    v.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
+    v.add_argument("--py-spy", default=None, help="py-spy executable (default: on PATH)")
     return p
+
+
+def versus_main(args: argparse.Namespace, overrides: dict[str, str]) -> int:
+    """Both stacks up for the whole run, so passes can alternate."""
+    if args.stack != "distributed":
+        raise SystemExit(
+            "versus compares two collab replicas on PostgreSQL + Redis: --stack distributed"
+        )
+    opts = versus.Options(
+        passes=args.passes,
+        viewers=args.viewers,
+        rate=args.rate,
+        duration=args.duration,
+        big_viewers=args.big_viewers,
+        big_rate=args.big_rate,
+        rounds=args.rounds,
+        handoffs=args.handoffs,
+        floor=args.floor,
+        floor_holders=args.floor_holders,
+        floor_window=args.floor_window,
+        floor_duration=args.floor_duration,
+        profile_dir=args.profile,
+        py_spy=args.py_spy,
+    )
+    if args.floor:  # measure the commit path, not the per-socket edit rate limit
+        overrides = {"COLLAB_EDIT_RATE_PER_S": "100000", "COLLAB_EDIT_BURST": "100000", **overrides}
+    stacks: list[Stack] = []
+    try:
+        collab = start_stack("distributed", 2, overrides)
+        stacks.append(collab)
+        ttl = int(collab.env.get("COLLAB_LEASE_TTL_MS", "15000"))
+        peer = start_peer_stack(2, lease_ttl_ms=ttl)
+        stacks.append(peer)
+        benches = {}
+        for side, stack in (("collab", collab), ("peer", peer)):
+            bench = Bench(
+                stack=stack, out_dir=args.out, drivers=args.drivers, env_overrides=overrides
+            )
+            bench.register(args.users)
+            benches[side] = bench
+            print(f"{side}: {stack.kind} {', '.join(stack.urls)}", flush=True)
+        result = versus.run(benches, opts)
+        print(f"wrote {benches['collab'].save('versus', result)}", flush=True)
+    except BaseException:
+        for stack in stacks:
+            stack.close(failed=True)
+        raise
+    for stack in stacks:
+        stack.close()
+    return 1 if result["problems"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     raise_fd_limit()
     overrides = _env(args.env)
+    if args.scenario == "versus":
+        return versus_main(args, overrides)
     if args.scenario == "throughput":
         # Measure the commit path, not the per-socket edit rate limit.
         overrides = {"COLLAB_EDIT_RATE_PER_S": "100000", "COLLAB_EDIT_BURST": "100000", **overrides}

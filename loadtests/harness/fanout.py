@@ -4,6 +4,7 @@ on the holder's replica (``same``) or on another one (``cross``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from loadtests.harness import stats
@@ -15,46 +16,73 @@ VIEWERS_PER_DRIVER_MIN = 50  # below this one driver process is plenty
 
 
 def run_one(
-    bench: Bench, viewers: int, placement: str, rate: float, duration: float
+    bench: Bench,
+    viewers: int,
+    placement: str,
+    rate: float,
+    duration: float,
+    procs: int | None = None,
+    on_start: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
+    """One run; ``procs`` viewer driver processes (default: one per 50 viewers
+    up to ``--drivers``); ``on_start`` is called as the writer starts typing
+    and its result's ``stop()`` as it ends (a profiler, say)."""
     stack = bench.stack
+    proto = stack.proto
     note = bench.new_note()
     viewer_url = stack.url(1 if placement == "cross" else 0)
-    procs = max(1, min(bench.drivers, viewers // VIEWERS_PER_DRIVER_MIN))
+    if procs is None:
+        procs = max(1, min(bench.drivers, viewers // VIEWERS_PER_DRIVER_MIN))
     tokens = bench.tokens()
     viewer_pool = bench.pool(
         "viewers",
         [
-            {"url": ws_url(viewer_url), "tokens": tokens, "note": note, "count": share}
+            {
+                "url": ws_url(viewer_url),
+                "tokens": tokens,
+                "note": note,
+                "count": share,
+                "proto": proto,
+            }
             for share in split(viewers, procs)
             if share
         ],
     )
     writer_pool = bench.pool(
-        "writer", [{"url": ws_url(stack.url(0)), "token": bench.owner.token, "note": note}]
+        "writer",
+        [{"url": ws_url(stack.url(0)), "token": bench.owner.token, "note": note, "proto": proto}],
     )
+    started: Any = None
     try:
         opened = viewer_pool.gather("ready")
         (writer_ready,) = writer_pool.gather("ready")
         load_before = stats.loadavg()
         meter = bench.meter(("viewer_driver", viewer_pool), ("writer_driver", writer_pool))
         meter.start()
+        started = on_start() if on_start is not None else None
         writer_pool.broadcast("go", (rate, duration))
         (wres,) = writer_pool.gather("result", timeout=duration + 120)
         cpu = meter.stop()
+        if started is not None:
+            started.stop()
+            started = None
         viewer_pool.broadcast("finish", wres["final_version"])
         vres = viewer_pool.gather("result", timeout=120)
     finally:
+        if started is not None:
+            started.stop()
         viewer_pool.stop()
         writer_pool.stop()
     latency = stats.merge_arrays(r["latency_ms"] for r in vres)
     last_rx = max((r["last_rx_ns"] for r in vres), default=0)
     span_s = max(duration, (last_rx - wres["start_ns"]) / 1e9)
-    stored = asyncio.run(get_note(stack.url(0), bench.owner.token, note))
-    committed = (
-        stored["version"] == wres["final_version"]
-        and stored["version"] - writer_ready["version"] == wres["acked"]
-    )
+    committed: bool | None = None  # the peer keeps documents in memory only
+    if proto == "collab":
+        stored = asyncio.run(get_note(stack.url(0), bench.owner.token, note))
+        committed = (
+            stored["version"] == wres["final_version"]
+            and stored["version"] - writer_ready["version"] == wres["acked"]
+        )
     row = {
         "viewers": viewers,
         "placement": placement,
@@ -84,7 +112,8 @@ def run_one(
         "loadavg_after": stats.loadavg(),
     }
     print(
-        f"fanout {placement:5} N={viewers:<5} fan-out {stats.brief(row['fanout_ms'])}; "
+        f"{stack.kind}: fanout {placement:5} N={viewers:<5} "
+        f"fan-out {stats.brief(row['fanout_ms'])}; "
         f"lost={row['lost']} reordered={row['reordered']} closed={row['closed_by_server']} "
         f"committed={committed}; ack p99={row['ack_ms'].get('p99')} ms; "
         f"cores {cores_summary(cpu)}; load {load_before}",

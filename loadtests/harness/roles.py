@@ -1,5 +1,6 @@
 """What each driver process does (see ``drivers``). Latencies are shipped
-back as float32 milliseconds; counts as plain ints."""
+back as float32 milliseconds; counts as plain ints. A spec's ``proto``
+(``collab``, the default, or ``peer``) picks the client (``peerclient``)."""
 
 from __future__ import annotations
 
@@ -10,25 +11,27 @@ from collections import Counter
 from typing import Any
 
 from loadtests.harness.drivers import Control
-from loadtests.harness.wsclient import Conn, Frame, ProtocolError
+from loadtests.harness.peerclient import opener
+from loadtests.harness.wsclient import Frame, ProtocolError
 from loadtests.optime import op_time_ns, timed_op
 
 OPEN_CONCURRENCY = 64  # sockets being opened at once per driver process
 
 
 async def _open_many(
-    url: str, tokens: list[str], count: int, make_handler: Any = None
-) -> tuple[list[Conn], Counter[str]]:
+    url: str, tokens: list[str], count: int, make_handler: Any = None, proto: str = "collab"
+) -> tuple[list[Any], Counter[str]]:
     """Open ``count`` authenticated sockets, cycling through ``tokens``."""
     gate = asyncio.Semaphore(OPEN_CONCURRENCY)
-    conns: list[Conn] = []
+    connect = opener(proto)
+    conns: list[Any] = []
     failures: Counter[str] = Counter()
 
     async def one(i: int) -> None:
         async with gate:
             try:
                 handler = make_handler(i) if make_handler else None
-                conns.append(await Conn.open(url, tokens[i % len(tokens)], handler))
+                conns.append(await connect(url, tokens[i % len(tokens)], handler))
             except Exception as exc:
                 failures[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
 
@@ -83,7 +86,9 @@ async def viewers(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
 
         return on_push
 
-    conns, failures = await _open_many(spec["url"], spec["tokens"], spec["count"], handler)
+    conns, failures = await _open_many(
+        spec["url"], spec["tokens"], spec["count"], handler, spec.get("proto", "collab")
+    )
     for i, conn in enumerate(conns):
         snap = await conn.request("subscribe", within_s=60, note=note)
         if snap.get("type") != "snapshot":
@@ -123,7 +128,7 @@ async def writer(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
     """Hold the note's token and type ``rate`` one-character edits per second
     for ``duration_s``, pipelined (no wait for each ack), like a fast typist."""
     note = spec["note"]
-    conn = await Conn.open(spec["url"], spec["token"])
+    conn = await opener(spec.get("proto", "collab"))(spec["url"], spec["token"])
     snap = await conn.request("subscribe", note=note)
     granted = await conn.request("acquire", note=note, wait=False)
     if granted.get("type") != "granted":
@@ -192,8 +197,9 @@ async def editors(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
     pairs: list[tuple[str, str]] = spec["pairs"]
     window = spec["window"]
     states = []
+    connect = opener(spec.get("proto", "collab"))
     for token, note in pairs:
-        conn = await Conn.open(spec["url"], token)
+        conn = await connect(spec["url"], token)
         snap = await conn.request("subscribe", note=note)
         granted = await conn.request("acquire", note=note, wait=False)
         if granted.get("type") != "granted":
@@ -208,7 +214,7 @@ async def editors(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
     in_window = 0
     end_ns = time.time_ns() + int(duration * 1e9)
 
-    async def run(conn: Conn, note: str, fence: int, v0: int, length: int) -> None:
+    async def run(conn: Any, note: str, fence: int, v0: int, length: int) -> None:
         nonlocal in_window
         gate = asyncio.Semaphore(window)
         pending: set[asyncio.Future[Frame]] = set()
@@ -262,7 +268,7 @@ async def idlers(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
     """Hold idle authenticated sockets that heartbeat. Commands from the
     parent: ``("grow", n)`` opens sockets until ``n`` are open here, then
     replies ``("grown", info)``; ``("finish", None)`` drops them all."""
-    conns: list[Conn] = []
+    conns: list[Any] = []
     failures: Counter[str] = Counter()
     ctl.send("ready", {})
     while True:
@@ -272,7 +278,9 @@ async def idlers(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
         want = int(data) - len(conns)
         started = time.monotonic()
         if want > 0:
-            more, failed = await _open_many(spec["url"], spec["tokens"], want)
+            more, failed = await _open_many(
+                spec["url"], spec["tokens"], want, proto=spec.get("proto", "collab")
+            )
             conns.extend(more)
             failures.update(failed)
         alive = sum(1 for c in conns if c.closed is None)

@@ -22,6 +22,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from tests.support.server import JWT_SECRET, ServerProcess
 from tests.support.services import create_database, drop_database, redis_url
@@ -57,14 +58,28 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+class Process(Protocol):
+    """What a stack needs of a server process it started (``ServerProcess``,
+    or the Hocuspocus peer's ``peerstack.PeerProcess``)."""
+
+    name: str
+    log_path: Path | None
+
+    def stop(self, timeout: float = ...) -> int | None: ...
+
+    def log(self) -> str: ...
+
+
 @dataclass
 class Stack:
     """Base URLs of the replicas (index 0 = replica A) and, when we started
-    them, their processes (for CPU/RSS accounting and shutdown)."""
+    them, their processes (for CPU/RSS accounting and shutdown). ``kind`` is
+    ``distributed``, ``embedded``, ``external`` (all collab) or ``peer`` (the
+    Hocuspocus peer, ``peerstack``)."""
 
     kind: str
     urls: list[str]
-    servers: list[ServerProcess] = field(default_factory=list)
+    servers: list[Process] = field(default_factory=list)
     server_pids: list[int] = field(default_factory=list)
     database_url: str = ""
     tmp: Path | None = None
@@ -72,6 +87,11 @@ class Stack:
 
     def url(self, replica: int) -> str:
         return self.urls[replica % len(self.urls)]
+
+    @property
+    def proto(self) -> str:
+        """What the drivers speak to it: ``collab`` (protocol v1) or ``peer``."""
+        return "peer" if self.kind == "peer" else "collab"
 
     def pid_labels(self) -> dict[str, int]:
         return {f"server{i + 1}": pid for i, pid in enumerate(self.server_pids)}

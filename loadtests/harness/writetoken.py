@@ -14,7 +14,8 @@ from typing import Any
 
 from loadtests.harness import stats
 from loadtests.harness.bench import Bench, cores_summary
-from loadtests.harness.wsclient import Conn, Frame, ProtocolError, ws_url
+from loadtests.harness.peerclient import opener
+from loadtests.harness.wsclient import Frame, ProtocolError, ws_url
 
 
 class Grants:
@@ -50,9 +51,9 @@ class Grants:
 
 
 async def _round_trips(
-    url: str, token: str, note: str, rounds: int
+    url: str, token: str, note: str, rounds: int, proto: str = "collab"
 ) -> tuple[list[float], list[float]]:
-    conn = await Conn.open(url, token)
+    conn = await opener(proto)(url, token)
     await conn.request("subscribe", note=note)
     acquire, release = [], []
     for _ in range(rounds):
@@ -72,14 +73,19 @@ async def _round_trips(
 
 
 async def _handoffs(
-    urls: tuple[str, str], tokens: tuple[str, str], note: str, rounds: int, missed_after_s: float
+    urls: tuple[str, str],
+    tokens: tuple[str, str],
+    note: str,
+    rounds: int,
+    missed_after_s: float,
+    proto: str = "collab",
 ) -> tuple[list[float], dict[str, int]]:
     """Two sessions on two replicas pass the token back and forth: the waiter
     queues, the holder releases, the waiter's deferred ``granted`` arrives.
     A grant not seen within ``missed_after_s`` (TTL + lock-delay + 1 s, the
     take-over bound) is a missed hand-off: counted, not sampled."""
     grants = (Grants(), Grants())
-    conns = [await Conn.open(urls[i], tokens[i], grants[i]) for i in (0, 1)]
+    conns = [await opener(proto)(urls[i], tokens[i], grants[i]) for i in (0, 1)]
     for c in conns:
         await c.request("subscribe", note=note)
     first = await conns[0].request("acquire", note=note, wait=False)
@@ -120,13 +126,13 @@ async def _handoffs(
 
 
 async def _takeover(
-    urls: tuple[str, str], tokens: tuple[str, str], note: str, limit_s: float
+    urls: tuple[str, str], tokens: tuple[str, str], note: str, limit_s: float, proto: str = "collab"
 ) -> float:
     """The holder's socket is aborted (no close frame, heartbeats stop);
     returns ms until the waiter on the other replica is granted."""
     grants = Grants()
-    holder = await Conn.open(urls[0], tokens[0])
-    waiter = await Conn.open(urls[1], tokens[1], grants)
+    holder = await opener(proto)(urls[0], tokens[0])
+    waiter = await opener(proto)(urls[1], tokens[1], grants)
     for c in (holder, waiter):
         await c.request("subscribe", note=note)
     granted = await holder.request("acquire", note=note, wait=False)
@@ -159,13 +165,16 @@ def run(bench: Bench, rounds: int, handoffs: int, takeovers: int) -> dict[str, A
     take_notes = [bench.new_note(a, [b]) for _ in range(takeovers)]
 
     async def all_runs() -> tuple[Any, ...]:
-        acq, rel = await _round_trips(urls[0], a.token, rt_note, rounds)
+        acq, rel = await _round_trips(urls[0], a.token, rt_note, rounds, stack.proto)
         hand, anomalies = await _handoffs(
-            urls, (a.token, b.token), hand_note, handoffs, bound_ms / 1000
+            urls, (a.token, b.token), hand_note, handoffs, bound_ms / 1000, stack.proto
         )
         # Take-overs run side by side (different notes): each waits out a TTL.
         take = await asyncio.gather(
-            *(_takeover(urls, (a.token, b.token), n, bound_ms / 1000) for n in take_notes)
+            *(
+                _takeover(urls, (a.token, b.token), n, bound_ms / 1000, stack.proto)
+                for n in take_notes
+            )
         )
         return acq, rel, hand, anomalies, list(take)
 
