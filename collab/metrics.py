@@ -73,6 +73,14 @@ class Metrics:
             ["origin"], buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.bus_resyncs = Counter("collab_bus_resyncs", "Full resyncs after bus loss", registry=r)
+        # What the bus costs each replica: with per-note routing a replica
+        # receives only the events of the notes it serves.
+        self.bus_published = Counter(
+            "collab_bus_events_published", "Events this replica published", ["kind"], registry=r
+        )
+        self.bus_received = Counter(
+            "collab_bus_events_received", "Events this replica received", ["kind"], registry=r
+        )
 
     def watch_pool(self, stats: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_PoolCollector(stats))

@@ -7,13 +7,22 @@ from __future__ import annotations
 from collab.bus.base import Bus, Handler, ResyncHandler
 from collab.bus.timing import BusTiming
 from collab.events import Event
+from collab.metrics import Metrics
 from collab.redis_client import RedisClientOptions
 from collab.settings import Settings
 
 __all__ = ["Bus", "Event", "Handler", "ResyncHandler", "make_bus"]
 
 
-def make_bus(settings: Settings) -> Bus:
+def make_bus(settings: Settings, metrics: Metrics | None = None) -> Bus:
+    """``metrics``: where to count the events published and received."""
+    bus = _make_bus(settings)
+    if metrics is not None:
+        bus.count_with(metrics)
+    return bus
+
+
+def _make_bus(settings: Settings) -> Bus:
     if settings.redis_url:
         from collab.bus.redis import RedisBus
 

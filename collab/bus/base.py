@@ -6,16 +6,55 @@ hub can resync every note it serves."""
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from collab.events import Event
+from collab.metrics import Metrics
 
 Handler = Callable[[Event], Awaitable[None]]
 ResyncHandler = Callable[[], Awaitable[None]]
 
 
+# Kinds become metric labels: anything that does not look like one of ours
+# (anyone who can publish to the channel can send it) is counted as "other",
+# and so is every kind past the first ``MAX_KINDS``.
+_KIND = re.compile(r"[a-z][a-z_]{0,31}")
+MAX_KINDS = 64
+OTHER_KIND = "other"
+
+
 class Bus(ABC):
+    _metrics: Metrics | None = None
+    _kinds: set[str]
+
+    def count_with(self, metrics: Metrics) -> None:
+        """Count events published and received, by kind, in ``metrics``."""
+        self._metrics = metrics
+        self._kinds = set()
+
+    def _kind(self, event: Any) -> str:
+        kind = event.get("t") if isinstance(event, dict) else None
+        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+            return OTHER_KIND
+        if kind not in self._kinds:
+            if len(self._kinds) >= MAX_KINDS:
+                return OTHER_KIND
+            self._kinds.add(kind)
+        return kind
+
+    def _count_published(self, event: Event) -> None:
+        if self._metrics is not None:
+            self._metrics.bus_published.labels(self._kind(event)).inc()
+
+    def _count_received(self, event: Any) -> None:
+        """Called for each event handed to the handler (this replica's own
+        included, as every replica receives them)."""
+        if self._metrics is not None:
+            self._metrics.bus_received.labels(self._kind(event)).inc()
+
     @abstractmethod
     async def start(self, handler: Handler, on_resync: ResyncHandler) -> None:
         """Subscribe and deliver every event (including this replica's own) to

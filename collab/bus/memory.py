@@ -74,6 +74,7 @@ class MemoryBus(Bus):
 
     async def publish(self, event: Event) -> None:
         self._broker.publish(orjson.dumps(event))
+        self._count_published(event)
 
     async def close(self) -> None:
         self._broker.detach(self)
@@ -111,8 +112,10 @@ class MemoryBus(Bus):
         while True:
             payload = await self._queue.get()
             if payload is not None:
+                event = orjson.loads(payload)
+                self._count_received(event)
                 try:
-                    await self._handler(orjson.loads(payload))
+                    await self._handler(event)
                 except Exception:
                     log.exception("event bus handler failed")
             if self._lost and self._connected and self._queue.empty():

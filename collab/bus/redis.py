@@ -1,4 +1,8 @@
-"""The event bus over Redis pub/sub on ``<prefix>:events``.
+"""The event bus over Redis pub/sub on ``<prefix>:events``; on a Redis Cluster
+over sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``) on ``<prefix>:{events}``,
+which lives on the shard serving its slot (the subscriber connects to that
+shard's master and finds it again after a failover or a slot move, when
+Redis ends the subscription with ``sunsubscribe``).
 
 Publishing uses a pooled client. Receiving runs in one task that owns a
 dedicated pub/sub connection and treats *any* sign of trouble as a lost
@@ -26,7 +30,14 @@ from collab.bus.base import Bus, Handler, ResyncHandler
 from collab.bus.timing import BusTiming
 from collab.errors import Unavailable
 from collab.events import Event
-from collab.redis_client import RedisClientOptions, open_redis, redis_errors
+from collab.redis_client import (
+    RedisClient,
+    RedisClientOptions,
+    is_cluster,
+    open_redis,
+    open_shard_of,
+    redis_errors,
+)
 
 log = logging.getLogger("collab.bus")
 
@@ -47,20 +58,30 @@ class RedisBus(Bus):
         options: RedisClientOptions | None = None,
         timing: BusTiming | None = None,
     ) -> None:
-        self.channel = f"{prefix}:events"
         self.timing = timing or BusTiming()
         options = options or RedisClientOptions()
         self._url = url
         self._name = "collab-bus-" + (re.sub(r"[^A-Za-z0-9._-]", "", replica_id) or "replica")
         self._publisher = open_redis(url, options, client_name=self._name)
+        self._sharded = is_cluster(self._publisher)
+        self.channel = f"{prefix}:{{events}}" if self._sharded else f"{prefix}:events"
+        self._kinds_in = (
+            ("smessage", "ssubscribe", "sunsubscribe")
+            if self._sharded
+            else ("message", "subscribe", "unsubscribe")
+        )
         # The subscriber gets a client of its own per connection, with no
         # library retries: every failure must reach our loop, which reconnects
         # on a fresh client (nothing can leak from a broken one) and then
         # fires on_resync.
         self._subscriber_options = RedisClientOptions(
-            socket_timeout_s=options.socket_timeout_s, pool_max=1
+            socket_timeout_s=options.socket_timeout_s,
+            pool_max=1,
+            mode=options.mode,
+            sentinel_master=options.sentinel_master,
+            sentinel_password=options.sentinel_password,
         )
-        self._subscriber: aioredis.Redis | None = None
+        self._subscriber: RedisClient | None = None
         self._pubsub: PubSub | None = None  # the live subscription, if any
         self._connected = False
         self._closing = False
@@ -82,7 +103,11 @@ class RedisBus(Bus):
     async def publish(self, event: Event) -> None:
         payload = orjson.dumps(event)
         with redis_errors(_WHAT):
-            await self._publisher.publish(self.channel, payload)
+            if self._sharded:
+                await self._publisher.spublish(self.channel, payload)
+            else:
+                await self._publisher.publish(self.channel, payload)
+        self._count_published(event)
 
     async def close(self) -> None:
         self._closing = True
@@ -97,16 +122,29 @@ class RedisBus(Bus):
 
     # -- the subscription loop ----------------------------------------------
     async def _subscribe(self) -> PubSub:
-        """A fresh connection, subscribed and confirmed."""
-        self._subscriber = open_redis(
-            self._url, self._subscriber_options, retries=0, client_name=self._name + "-sub"
-        )
-        self._pubsub = pubsub = self._subscriber.pubsub()
+        """A fresh connection, subscribed and confirmed. On a cluster it goes
+        to the master now serving the channel's slot, found from a freshly
+        read slot map."""
+        name = self._name + "-sub"
         try:
             with redis_errors(_WHAT):
-                await pubsub.subscribe(self.channel)
+                if self._sharded:
+                    self._subscriber = await open_shard_of(
+                        self._publisher, self.channel, self._url, self._subscriber_options,
+                        client_name=name,
+                    )  # fmt: skip
+                else:
+                    self._subscriber = open_redis(
+                        self._url, self._subscriber_options, retries=0, client_name=name
+                    )
+                assert isinstance(self._subscriber, aioredis.Redis)
+                self._pubsub = pubsub = self._subscriber.pubsub()
+                if self._sharded:
+                    await pubsub.ssubscribe(self.channel)
+                else:
+                    await pubsub.subscribe(self.channel)
                 confirmed = await pubsub.get_message(timeout=self.timing.ping_timeout_s)
-            if not confirmed or confirmed["type"] != "subscribe":
+            if not confirmed or confirmed["type"] != self._kinds_in[1]:
                 raise Unavailable(f"the {_WHAT} did not confirm the subscription")
         except BaseException:
             await self._discard_subscription()
@@ -152,7 +190,7 @@ class RedisBus(Bus):
                 continue
             last_heard = now
             kind = message["type"]
-            if kind == "message":
+            if kind == self._kinds_in[0]:
                 await self._deliver(message["data"])
             elif kind == "pong":
                 ping_sent = None
@@ -171,6 +209,7 @@ class RedisBus(Bus):
         if not isinstance(event, dict):
             log.warning("event bus: dropped a message that is not an object")
             return
+        self._count_received(event)
         try:
             await self._handler(event)
         except Exception:

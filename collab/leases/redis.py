@@ -1,6 +1,13 @@
 """Write-token leases in Redis: one Lua script per operation (``scripts.py``),
-Redis ``TIME`` for every deadline, and an epoch key plus the server's
-``run_id`` to notice Redis losing its data (rule 8)."""
+Redis ``TIME`` for every deadline, and epoch keys plus the identity of every
+server holding the data to notice Redis losing it (rule 8).
+
+Every script touches the keys of one note only, all under the note's hash tag
+(rule 11), so the same scripts run on one server, behind Sentinel and on a
+Redis Cluster. Data loss is judged per server: on a cluster each master has
+its own epoch key (in a slot it serves) and its own identity, so a failover or
+restart of any shard voids every lease, as one server's does (see
+``collab/redis_client.py``, ``server_marks`` and ``epoch_keys``)."""
 
 from __future__ import annotations
 
@@ -13,12 +20,16 @@ from collab.leases import scripts
 from collab.leases.base import AcquireResult, LeaseStore, LeaseView, QueueView
 from collab.leases.keys import LeaseKeys
 from collab.redis_client import (
+    EPOCH_MARK,
     RedisClientOptions,
     check_session,
     decode_user,
     encode_user,
+    epoch_keys,
+    lost_data,
     open_redis,
     redis_errors,
+    server_marks,
 )
 from collab.types import User
 
@@ -43,7 +54,6 @@ class RedisLeaseStore(LeaseStore):
         self.ttl_ms = ttl_ms
         self.lock_delay_ms = lock_delay_ms
         self.prefix = prefix
-        self.epoch_key = f"{prefix}:epoch"
         self.timeline_key = f"{prefix}:db-timeline"
         self._redis = open_redis(url, options or RedisClientOptions())
         self._scripts = {
@@ -64,8 +74,7 @@ class RedisLeaseStore(LeaseStore):
                 "RECORD_TIMELINE",
             )
         }
-        self._epoch: str | None = None
-        self._run_id: str | None = None
+        self._marks: dict[str, str] = {}
         self._epoch_lock = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------
@@ -73,8 +82,7 @@ class RedisLeaseStore(LeaseStore):
         with redis_errors(_WHAT):
             for script in self._scripts.values():
                 await self._redis.script_load(script.script)
-            self._epoch = await self._ensure_epoch()
-            self._run_id = await self._server_run_id()
+            self._marks = await self._read_marks()
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -226,20 +234,18 @@ class RedisLeaseStore(LeaseStore):
     async def check_epoch(self) -> bool:
         async with self._epoch_lock:
             with redis_errors(_WHAT):
-                epoch = await self._ensure_epoch()
-                run_id = await self._server_run_id()
-            lost = epoch != self._epoch or run_id != self._run_id
-            self._epoch, self._run_id = epoch, run_id
+                marks = await self._read_marks()
+            lost = lost_data(self._marks, marks)
+            self._marks = marks
             return lost
 
-    async def _ensure_epoch(self) -> str:
-        """The shared epoch, creating it if missing. NX: every replica adopts
-        the first value written, so one replica's start or recovery does not
-        look like data loss to the others."""
-        await self._redis.set(self.epoch_key, secrets.token_hex(16), nx=True)
-        epoch = await self._redis.get(self.epoch_key)
-        return str(epoch)
-
-    async def _server_run_id(self) -> str:
-        info = await self._redis.info("server")
-        return str(info.get("run_id", ""))
+    async def _read_marks(self) -> dict[str, str]:
+        """The identity of every server holding the data and the value of
+        every epoch key, creating a missing one. NX: every replica adopts the
+        first value written, so one replica's start or recovery does not look
+        like data loss to the others."""
+        marks = await server_marks(self._redis)
+        for key in epoch_keys(self._redis, self.prefix):
+            await self._redis.set(key, secrets.token_hex(16), nx=True)
+            marks[EPOCH_MARK + key] = str(await self._redis.get(key))
+        return marks

@@ -1,19 +1,32 @@
 """Session registry in Redis.
 
-Keys: ``<prefix>:session:<sid>`` (hash: user json, replica, socket,
-connected_at; PX ttl), ``<prefix>:session:<sid>:notes`` (set of note ids, same
-ttl), ``<prefix>:sessions`` (set of sids; members whose hash expired are pruned
-on read). Claim and touch are compare-socket Lua scripts so a stale socket
-cannot steal back a session that moved (rule 9)."""
+Keys: ``<prefix>:session:{<sid>}`` (hash: user json, replica, socket,
+connected_at; PX ttl), ``<prefix>:session:{<sid>}:notes`` (set of note ids,
+same ttl), ``<prefix>:sessions`` (set of sids; members whose hash expired are
+pruned on read). Claim and touch are compare-socket Lua scripts so a stale
+socket cannot steal back a session that moved (rule 9).
+
+The scripts touch the two keys of one session, which share the hash tag
+``{<sid>}`` (one Redis Cluster slot, rule 11; whatever the id holds, both keys
+begin with the same ``{`` and so carry the same tag). The index is a hint kept
+outside them: a session joins it before its claim and leaves it after its
+record is gone, and a member without a record is pruned when read, so the
+record alone decides who owns a session. Scripts cannot keep the index exact
+across two slots, so it is made to err on the side of listing too much: a
+claim adds the session before and again after writing its record (a pruning
+read that ran in between cannot drop it for good), and forgetting a session
+leaves its member to be pruned. What the index serves (the admin listing,
+finding a user's sessions when their access changes) does not decide safety:
+a holder who lost access is fenced at its next refused edit and on every
+reconcile tick (docs/design.md, rule 2)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from collab.errors import Unavailable
 from collab.redis_client import (
+    RedisClient,
     RedisClientOptions,
     decode_user,
     encode_user,
@@ -31,7 +44,6 @@ redis.call('HSET', KEYS[1], 'user', ARGV[1], 'replica', ARGV[2], 'socket', ARGV[
            'connected_at', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
-redis.call('SADD', KEYS[3], ARGV[6])
 return old
 """
 
@@ -53,7 +65,6 @@ return 1
 _FORGET = """
 if redis.call('HGET', KEYS[1], 'socket') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('SREM', KEYS[3], ARGV[2])
 return 1
 """
 
@@ -65,17 +76,22 @@ class RedisSessionRegistry(SessionRegistry):
         self._url = url
         self._prefix = prefix
         self._options = options or RedisClientOptions()
-        self._redis: aioredis.Redis | None = None
+        self._redis: RedisClient | None = None
 
     @property
-    def _r(self) -> aioredis.Redis:
+    def _r(self) -> RedisClient:
         if self._redis is None:
             raise Unavailable("session registry not started")
         return self._redis
 
-    def _k(self, session: str) -> tuple[str, str, str]:
-        base = f"{self._prefix}:session:{session}"
-        return base, base + ":notes", f"{self._prefix}:sessions"
+    def _k(self, session: str) -> tuple[str, str]:
+        """The session's record and note set (one slot: the tag ``{sid}``)."""
+        base = f"{self._prefix}:session:{{{session}}}"
+        return base, base + ":notes"
+
+    @property
+    def _index(self) -> str:
+        return f"{self._prefix}:sessions"
 
     async def start(self) -> None:
         self._redis = open_redis(self._url, self._options, client_name="collab-registry")
@@ -104,9 +120,13 @@ class RedisSessionRegistry(SessionRegistry):
     async def claim(self, record: SessionRecord, ttl_ms: int) -> SessionRecord | None:
         keys = self._k(record.session)
         args: list[str | int] = [encode_user(record.user), record.replica, record.socket,
-                                 record.connected_at, ttl_ms, record.session]  # fmt: skip
+                                 record.connected_at, ttl_ms]  # fmt: skip
         with redis_errors(_WHAT):
+            # Indexed first: a claim that then fails leaves a member without
+            # a record, pruned on read; never a record nobody can list.
+            await self._r.sadd(self._index, record.session)
             old = await self._claim(keys=list(keys), args=args)
+            await self._r.sadd(self._index, record.session)
         pairs = dict(zip(old[::2], old[1::2], strict=True)) if old else {}
         return self._record(record.session, pairs)
 
@@ -117,16 +137,18 @@ class RedisSessionRegistry(SessionRegistry):
 
     async def touch(self, session: str, socket: str, ttl_ms: int) -> bool:
         with redis_errors(_WHAT):
-            return bool(await self._touch(keys=list(self._k(session)[:2]), args=[socket, ttl_ms]))
+            return bool(await self._touch(keys=list(self._k(session)), args=[socket, ttl_ms]))
 
     async def forget(self, session: str, socket: str) -> None:
         with redis_errors(_WHAT):
-            await self._forget(keys=list(self._k(session)), args=[socket, session])
+            # The index member stays until a read prunes it: removing it here
+            # could undo a claim made on another replica meanwhile.
+            await self._forget(keys=list(self._k(session)), args=[socket])
 
     async def add_note(self, session: str, note_id: str) -> None:
         # One script, not PTTL + SADD + PEXPIRE: this runs on every grant.
         with redis_errors(_WHAT):
-            await self._add_note(keys=list(self._k(session)[:2]), args=[note_id])
+            await self._add_note(keys=list(self._k(session)), args=[note_id])
 
     async def remove_note(self, session: str, note_id: str) -> None:
         with redis_errors(_WHAT):
@@ -137,7 +159,7 @@ class RedisSessionRegistry(SessionRegistry):
             return {str(n) for n in await self._r.smembers(self._k(session)[1])}
 
     async def sessions(self) -> list[SessionRecord]:
-        index = f"{self._prefix}:sessions"
+        index = self._index
         with redis_errors(_WHAT):
             sids = sorted(str(x) for x in await self._r.smembers(index))
             # One round trip for every session's hash, not one per session.
