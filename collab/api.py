@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -27,7 +27,6 @@ from collab.errors import (
     RateLimited,
     TooLarge,
     Unauthorized,
-    Unavailable,
 )
 from collab.messages import NOTE_ID
 from collab.types import GRANTS, ROLES, VISIBILITIES, Access, Note, User, Visibility
@@ -235,6 +234,9 @@ async def login(request: Request) -> Response:
     # Only the pair brake is cleared: a success must not reset a distributed
     # guesser's count against the account.
     rt.pair_throttle.succeeded(brakes[0][1])
+    if record.disabled:  # said only after the right password: no oracle for guessers
+        auth_event(request, "login_disabled", username=name)
+        raise Forbidden("this account is disabled")
     return _token_reply(
         request, record.user(), password_version=rt.codec.password_version(record.password_hash)
     )
@@ -291,28 +293,14 @@ async def logout(request: Request) -> Response:
     """Sign this token out: refused from now on until it would have expired."""
     rt = rt_of(request)
     claims = await caller_claims(request)
-    rt.revoked.add(claims.token_id, claims.expires_at)
+    await rt.signouts.sign_out(claims.token_id, claims.expires_at)
     auth_event(request, "logout", user=claims.user.id)
     return Response(status_code=204)
 
 
-class PasswordStore(Protocol):
-    async def set_password(self, user_id: str, password_hash: str) -> None: ...
-
-
-def can_change_passwords(settings: Settings) -> bool:
-    """Whether the configured store can write a new password hash; without
-    that the password route is not served (nor documented)."""
-    from collab.store import PostgresStore, SqliteStore
-
-    return hasattr(PostgresStore if settings.database_url else SqliteStore, "set_password")
-
-
 def routes_for(settings: Settings) -> list[Route]:
-    """``ROUTES`` less those the configured store cannot serve."""
-    if can_change_passwords(settings):
-        return list(ROUTES)
-    return [r for r in ROUTES if r.path != CREDENTIAL_ROUTE]
+    """The routes this server serves (every store can serve them all now)."""
+    return list(ROUTES)
 
 
 async def change_password(request: Request) -> Response:
@@ -329,9 +317,6 @@ async def change_password(request: Request) -> Response:
     new = field_str(data, "new_password", max_len=MAX_PASSWORD_CHARS) or ""
     if len(new) < rt.settings.min_password_chars:
         raise BadRequest(f"password must be at least {rt.settings.min_password_chars} characters")
-    setter: PasswordStore | None = rt.store if hasattr(rt.store, "set_password") else None
-    if setter is None:
-        raise Unavailable("changing passwords is not available on this server")
     brakes = _check_brakes(request, user.name, address)
     record = await rt.store.get_user(user.id)
     if record is None or not await rt.hashing.verify(record.password_hash, current):
@@ -341,7 +326,7 @@ async def change_password(request: Request) -> Response:
         auth_event(request, "password_change_refused", user=user.id)
         raise Forbidden("the current password is wrong")
     password_hash = await rt.hashing.hash(new)
-    await setter.set_password(user.id, password_hash)
+    await rt.store.set_password(user.id, password_hash)
     auth_event(request, "password_changed", user=user.id)
     return _token_reply(request, user, password_version=rt.codec.password_version(password_hash))
 
@@ -393,6 +378,9 @@ async def create_note(request: Request) -> Response:
     rt = rt_of(request)
     if not can_create_notes(user):
         raise Forbidden("guests cannot create notes")
+    if user.role != "admin" and not rt.note_create_throttle.take(user.id, time.monotonic()):
+        rt.metrics.rate_limited.labels("note_create").inc()
+        raise RateLimited("too many new notes; try again later", retry_after_s=1.0)
     data = await body(request)
     title = field_str(data, "title", max_len=rt.settings.max_title_chars) or ""
     if not title.strip():
@@ -500,18 +488,63 @@ async def admin_users(request: Request) -> Response:
 
 
 async def admin_patch_user(request: Request) -> Response:
+    """A role change and/or disabling (or enabling) an account. An admin
+    cannot disable themselves, so one enabled admin always remains."""
     actor = await admin(request)
     rt = rt_of(request)
-    role = field_choice(await body(request), "role", tuple(r for r in ROLES if r != "guest"), True)
+    data = await body(request)
+    role = field_choice(data, "role", tuple(r for r in ROLES if r != "guest"), False)
+    disabled = data.get("disabled")
+    if disabled is not None and not isinstance(disabled, bool):
+        raise BadRequest("field 'disabled' must be true or false")
+    if role is None and disabled is None:
+        raise BadRequest("send 'role', 'disabled' or both")
     target = await rt.store.get_user(path_id(request, "user_id", "user"))
     if target is None:
         raise NotFound("no such user")
-    if target.id == actor.id and role != "admin" and await rt.store.count_admins() <= 1:
+    if target.id == actor.id and disabled:
+        raise BadRequest("you cannot disable your own account")
+    if target.id == actor.id and role not in (None, "admin") and await rt.store.count_admins() <= 1:
         raise BadRequest("cannot demote the last administrator")
-    updated = await rt.store.set_role(target.id, role)
-    if updated.role != target.role:
-        await rt.hub.revocations.user_access_changed(target.id, None)
+    updated = target
+    if role is not None:
+        updated = await rt.store.set_role(target.id, role)
+        if updated.role != target.role:
+            await rt.hub.revocations.user_access_changed(target.id, None)
+    if disabled is not None and disabled != target.disabled:
+        if disabled:
+            # Stored first (every authentication reads it), then every token
+            # issued so far ends, so enabling again revives none of them.
+            updated = await rt.store.set_disabled(target.id, True)
+            await rt.signouts.end_user_sessions(target.id)
+            await rt.hub.revocations.account_closed(target.id)
+        else:
+            updated = await rt.store.set_disabled(target.id, False)
+        auth_event(request, "account_disabled" if disabled else "account_enabled",
+                   user=target.id, by=actor.id)  # fmt: skip
     return json(updated.wire())
+
+
+async def admin_delete_user(request: Request) -> Response:
+    """Delete an account with the notes it owns. Its tokens end at once, its
+    sockets close (4403) and its write tokens are fenced on every replica."""
+    actor = await admin(request)
+    rt = rt_of(request)
+    target = await rt.store.get_user(path_id(request, "user_id", "user"))
+    if target is None:
+        raise NotFound("no such user")
+    if target.id == actor.id:
+        raise BadRequest("you cannot delete your own account")
+    # Disabled first: from here no token of it is accepted and the store
+    # refuses its commits, while its tokens are fenced and sockets closed.
+    await rt.store.set_disabled(target.id, True)
+    await rt.signouts.end_user_sessions(target.id)
+    await rt.hub.revocations.account_closed(target.id)
+    for note_id in await rt.store.delete_user(target.id):
+        await rt.hub.revocations.note_deleted(note_id)
+    await rt.hub.revocations.user_access_changed(target.id, None)  # grants on others' notes
+    auth_event(request, "account_deleted", user=target.id, by=actor.id)
+    return Response(status_code=204)
 
 
 async def admin_sessions(request: Request) -> Response:
@@ -535,9 +568,22 @@ async def admin_revoke(request: Request) -> Response:
 
 
 async def admin_kick(request: Request) -> Response:
-    await admin(request)
-    await rt_of(request).hub.revocations.kick(request.path_params["session_id"])
-    return json({"session": request.path_params["session_id"], "kicked": True})
+    """Close the session and end its user's sign-in: the server does not know
+    which token a socket was opened with, so every token of that user issued
+    so far is refused (on every replica when Redis is configured) and every
+    live session of the user is closed as well; reconnecting with any of
+    those tokens fails. The user signs in again."""
+    actor = await admin(request)
+    rt = rt_of(request)
+    session = request.path_params["session_id"]
+    record = await rt.registry.get(session) if len(session) <= 64 else None
+    if record is None:
+        raise NotFound("no such session")
+    await rt.signouts.end_user_sessions(record.user.id)
+    await rt.hub.revocations.kick(session)
+    await rt.hub.revocations.end_sessions(record.user)
+    auth_event(request, "session_kicked", user=record.user.id, by=actor.id)
+    return json({"session": session, "kicked": True})
 
 
 def route(path: str, **handlers: Endpoint) -> Route:
@@ -569,7 +615,7 @@ ROUTES = [
     route("/api/notes/{note_id}/revisions", GET=list_revisions),
     route("/api/notes/{note_id}/revisions/{version}", GET=get_revision),
     route("/api/admin/users", GET=admin_users),
-    route("/api/admin/users/{user_id}", PATCH=admin_patch_user),
+    route("/api/admin/users/{user_id}", PATCH=admin_patch_user, DELETE=admin_delete_user),
     route("/api/admin/sessions", GET=admin_sessions),
     route("/api/admin/notes/{note_id}/revoke", POST=admin_revoke),
     route("/api/admin/sessions/{session_id}/kick", POST=admin_kick),

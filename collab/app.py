@@ -37,6 +37,7 @@ from collab.session import Connection
 from collab.settings import Settings
 from collab.store import open_store
 from collab.store.base import Store
+from collab.store.compaction import start_compactor
 
 log = logging.getLogger("collab.app")
 
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             make_session_registry(settings), make_bus(settings, metrics), metrics,
         )  # fmt: skip
         await hub.start()
+        compactor = start_compactor(store, settings)  # edit-log retention
         runtime = Runtime(settings, store, hub, metrics)
         holder["rt"] = runtime
         app.state.runtime = runtime
@@ -158,6 +160,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if not hub.draining:
                 await hub.drain()
             await hub.close()
+            if compactor is not None:
+                compactor.cancel()
+                await asyncio.gather(compactor, return_exceptions=True)
+            await runtime.signouts.close()
             await store.close()
             runtime.hashing.close()
 

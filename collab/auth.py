@@ -96,6 +96,7 @@ class Claims:
     token_id: str
     auth_time: float = 0.0  # unix seconds of the password sign-in (0: unknown)
     password_version: str = ""  # "pwv"; empty for guests and older tokens
+    issued_at: float = 0.0  # "iat", unix seconds: what a user-wide sign-out compares
 
 
 class TokenCodec:
@@ -182,9 +183,12 @@ class TokenCodec:
         auth_time, pwv = data.get("auth_time", 0), data.get("pwv", "")
         if not isinstance(auth_time, int | float) or not isinstance(pwv, str):
             raise Unauthorized("invalid token")
+        issued = data.get("iat")
+        if not isinstance(issued, int | float):
+            raise Unauthorized("invalid token")
         return Claims(
             User(sub, name, user_role), float(data["exp"]), str(data.get("jti", "")),
-            float(auth_time), pwv,
+            float(auth_time), pwv, float(issued),
         )  # fmt: skip
 
 

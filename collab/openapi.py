@@ -35,6 +35,7 @@ ERROR_CODES = (
     "fenced",
     "stale",
     "too_large",
+    "quota_exceeded",
     "rate_limited",
     "unavailable",
     "internal",
@@ -46,11 +47,13 @@ _STATUS_TEXT = {
     204: "No content",
     400: "Malformed request or body",
     401: "Missing, invalid or expired token, or wrong credentials",
-    403: "Not allowed for this role or note, or switched off",
+    403: "Not allowed for this role or note, switched off, a disabled account, or over a "
+    "storage quota (quota_exceeded)",
     404: "No such resource",
     409: "Conflict (name not available: taken or reserved)",
     413: "Body over COLLAB_MAX_BODY_BYTES",
-    429: "Throttled: a login brake, a sign-up/login/guest/lookup budget, or the hash queue",
+    429: "Throttled: a login brake, a sign-up/login/guest/lookup/note-creation budget, or the "
+    "hash queue",
     503: "A backing store is unavailable or the replica is draining",
 }
 
@@ -96,7 +99,10 @@ def _schemas(s: Settings) -> dict[str, Any]:
         ),
         "User": user,
         "UserRecord": _obj(
-            ["id", "name", "role", "created_at"], **user["properties"], created_at=text
+            ["id", "name", "role", "created_at", "disabled"],
+            **user["properties"],
+            created_at=text,
+            disabled={"type": "boolean"},
         ),
         "TokenReply": _obj(
             ["token", "expires_at", "user"], token=text, expires_at=text, user=_ref("User")
@@ -180,7 +186,18 @@ def _schemas(s: Settings) -> dict[str, Any]:
             visibility={"enum": [*VISIBILITIES, None]},
         ),
         "AccessGrant": _obj(["access"], access={"enum": list(GRANTS)}),
-        "RoleChange": _obj(["role"], role={"enum": [r for r in ROLES if r != "guest"]}),
+        # At least one of the two (an empty change is a 400).
+        "UserChange": {
+            **_obj(
+                [],
+                role={"enum": [*(r for r in ROLES if r != "guest"), None]},
+                disabled={"type": ["boolean", "null"]},
+            ),
+            "anyOf": [
+                {"required": ["role"], "properties": {"role": {"type": "string"}}},
+                {"required": ["disabled"], "properties": {"disabled": {"type": "boolean"}}},
+            ],
+        },
     }
 
 
@@ -244,7 +261,12 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/api/config": {"get": _op("Public client settings", 200, "Config", (), public=True)},
         "/api/auth/login": {
             "post": _op(
-                "Log in", 200, "TokenReply", (400, 401, 413, 429), body="Credentials", public=True
+                "Log in (403: the account is disabled)",
+                200,
+                "TokenReply",
+                (400, 401, 403, 413, 429),
+                body="Credentials",
+                public=True,
             )
         },
         "/api/auth/register": {
@@ -282,7 +304,12 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/api/notes": {
             "get": _op("Notes the caller may read", 200, "NoteList", ()),
             "post": _op(
-                "Create a note", 201, "Note", (400, 403, 413), body="NewNote", links=_note_links()
+                "Create a note (403 quota_exceeded past the owner's storage quota)",
+                201,
+                "Note",
+                (400, 403, 413, 429),
+                body="NewNote",
+                links=_note_links(),
             ),
         },
         "/api/notes/{note_id}": {
@@ -329,11 +356,18 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/api/admin/users": {"get": _op("All accounts (admin)", 200, "UserList", (403,))},
         "/api/admin/users/{user_id}": {
             "patch": _op(
-                "Change a role (admin)",
+                "Change a role, disable or enable an account (admin)",
                 200,
                 "UserRecord",
                 (400, 403, 404, 413),
-                body="RoleChange",
+                body="UserChange",
+                params=("user_id",),
+            ),
+            "delete": _op(
+                "Delete an account and the notes it owns (admin)",
+                204,
+                None,
+                (400, 403, 404),
                 params=("user_id",),
             ),
         },
@@ -345,7 +379,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
         },
         "/api/admin/sessions/{session_id}/kick": {
             "post": _op(
-                "Close a session everywhere (admin)",
+                "Close a session and end its user's sign-in everywhere (admin)",
                 200,
                 "Kicked",
                 (403, 404),

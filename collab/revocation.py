@@ -46,6 +46,9 @@ class Revocations:
             if record is None and peer.user.role != "guest":  # guests are never stored
                 peer.close_soon(CloseCode.FORBIDDEN, "account removed")
                 continue
+            if record is not None and record.disabled:
+                peer.close_soon(CloseCode.FORBIDDEN, "account disabled")
+                continue
             if record is not None:
                 peer.user = record.user()
             notes = [note_id] if isinstance(note_id, str) else self.sockets.subscriptions(peer)
@@ -107,11 +110,40 @@ class Revocations:
         record = await self.registry.get(session)
         if record is None:
             raise NotFound("no such session")
+        await self._give_up_tokens(record.session, record.user)
+        await self.host.publish(events.kick(session))
+
+    async def end_sessions(self, user: User) -> None:
+        """Every live session of ``user``, on every replica: tokens fenced,
+        queue places left, sockets closed 4403 as for a kick. The caller has
+        already made their tokens unusable (``signouts``), so a reconnect
+        with one of them is refused."""
+        for record in await self.registry.sessions_of(user.id):
+            await self._give_up_tokens(record.session, record.user)
+            await self.host.publish(events.kick(record.session))
+
+    async def account_closed(self, user_id: str) -> None:
+        """The account was disabled or is being deleted: every write token its
+        sessions hold is fenced here, through the store (it works even if the
+        holder's replica is cut off), its queue places go, and every replica
+        closes its sockets (``on_access``: 4403 "account disabled" or
+        "account removed")."""
+        for record in await self.registry.sessions_of(user_id):
+            await self._give_up_tokens(record.session, record.user)
+        await self.host.publish(events.access(user_id, None))
+
+    async def _give_up_tokens(self, session: str, user: User) -> None:
         for nid in await self.registry.notes(session):
             view = await self.leases.view(nid)
-            if getattr(view, "session", None) == session:
-                await self.tokens.revoke(record.user, nid)
-        await self.host.publish(events.kick(session))
+            try:
+                if getattr(view, "session", None) == session:
+                    await self.tokens.revoke(user, nid)
+                elif any(s == session for s, _ in getattr(view, "queue", ())):
+                    await self.leases.leave_queue(nid, session)
+                    await self.registry.remove_note(session, nid)
+                    await self.host.lock_changed(nid, "queue")
+            except NotFound:
+                continue  # the note went meanwhile: nothing to hold
 
     async def note_deleted(self, note_id: str) -> None:
         # Nothing of a deleted note may outlive it in the lease store: its

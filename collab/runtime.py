@@ -11,12 +11,13 @@ from typing import Protocol
 
 from starlette.requests import HTTPConnection
 
-from collab.auth import Claims, HashPool, LoginThrottle, TokenCodec, TokenDenylist
+from collab.auth import Claims, HashPool, LoginThrottle, TokenCodec
 from collab.errors import RateLimited, Unauthorized
 from collab.hub import Hub
 from collab.metrics import Metrics
 from collab.protocol import AuthBudgets, KeyedBuckets, client_address, origin_allowed
 from collab.settings import Settings
+from collab.signouts import make_signouts
 from collab.store.base import Store
 from collab.types import User
 
@@ -98,11 +99,15 @@ class Runtime:
                 settings.guest_per_min, settings.guest_burst,
             ),
         }  # fmt: skip
+        self.note_create_throttle = KeyedBuckets(
+            settings.note_create_per_user_per_min / 60.0, settings.note_create_burst_per_user
+        )
         self.lookup_throttle = KeyedBuckets(
             settings.lookup_per_user_per_min / 60.0, settings.lookup_burst_per_user
         )
         self.hashing = HashPool(settings.hash_workers, settings.hash_queue_max)
-        self.revoked = TokenDenylist()
+        # Signed-out tokens and ended sessions, shared through Redis when set.
+        self.signouts = make_signouts(settings)
         self.allowed_origins = settings.origins()
         self.connect_throttle = KeyedBuckets(
             settings.connect_rate_per_ip_per_s, settings.connect_burst_per_ip
@@ -120,8 +125,9 @@ class Runtime:
         session past its absolute lifetime and a token issued before the
         password changed are refused."""
         claims = self.codec.verify(token)
-        if claims.token_id in self.revoked:
-            raise Unauthorized("this token was signed out")
+        refused = await self.signouts.refusal(claims)
+        if refused:
+            raise Unauthorized(refused)
         if self.codec.session_expired(claims):
             raise Unauthorized("session too old; sign in again")
         if claims.user.role == "guest":
@@ -131,12 +137,15 @@ class Runtime:
         record = await self.store.get_user(claims.user.id)
         if record is None:
             raise Unauthorized("unknown user")
+        if record.disabled:  # the stored state, read on every authentication
+            raise Unauthorized("this account is disabled")
         # Tokens from before this check existed carry no fingerprint; they
         # expire within COLLAB_JWT_TTL_S.
         current = self.codec.password_version(record.password_hash)
         if claims.password_version and claims.password_version != current:
             raise Unauthorized("the password was changed; sign in again")
-        return Claims(record.user(), claims.expires_at, claims.token_id, claims.auth_time, current)
+        return Claims(record.user(), claims.expires_at, claims.token_id, claims.auth_time, current,
+                      claims.issued_at)  # fmt: skip
 
     def spend(self, kind: str, address: str) -> None:
         """Take one from the ``kind`` budget of ``address`` and the global one;
