@@ -2,11 +2,13 @@
 
     python -m loadtests.plot [--results loadtests/results] [--out docs/img]
 
-Reads whichever of ``fanout-*.json``, ``token-*.json``, ``capacity-*.json``
-exist and writes ``fanout-cdf.png`` (fan-out latency CDFs per viewer count
-and placement), ``fanout-throughput.png`` (delivered pushes/s and p99 versus
-viewers), ``token-cdf.png`` (acquire, release, hand-off CDFs) and
-``capacity.png`` (RSS versus open sockets).
+Reads whichever of ``fanout-*.json``, ``token-*.json``, ``capacity-*.json``,
+``versus-*.json`` exist and writes ``fanout-cdf.png`` (fan-out latency CDFs
+per viewer count and placement), ``fanout-throughput.png`` (delivered
+pushes/s and p99 versus viewers), ``token-cdf.png`` (acquire, release,
+hand-off CDFs), ``capacity.png`` (RSS versus open sockets) and
+``versus.png`` (collab and Hocuspocus side by side: the medians of the
+table, and every pass's fan-out CDF).
 """
 
 from __future__ import annotations
@@ -146,6 +148,69 @@ def plot_capacity(docs: list[dict[str, Any]], out: Path) -> list[Path]:
     return [path]
 
 
+def plot_versus(doc: dict[str, Any], out: Path) -> list[Path]:
+    """Left: each millisecond row of the table, collab and Hocuspocus (median
+    of the passes). Right: every pass's fan-out CDFs, same and other instance."""
+    res = doc["results"]
+    rows = [r for r in res["table"] if r["unit"] == "ms"]
+    fig, (bars, cdf) = plt.subplots(1, 2, figsize=(12, 5.2), width_ratios=[1.25, 1])
+    ys = np.arange(len(rows))
+    for offset, side, label, color in (
+        (-0.2, "collab", "collab", "tab:blue"),
+        (0.2, "peer", "Hocuspocus 3.4.4", "tab:orange"),
+    ):
+        values = [r[side] if r[side] is not None else np.nan for r in rows]
+        bars.barh(ys + offset, values, height=0.38, label=label, color=color)
+    for y, r in zip(ys, rows, strict=True):
+        if r["ratio"] is not None:
+            bars.annotate(
+                f"x{r['ratio']:.2f}",
+                (max(r["collab"] or 0, r["peer"] or 0), y),
+                textcoords="offset points",
+                xytext=(4, -3),
+                fontsize=7,
+            )
+    bars.set_yticks(ys, [r["measure"] for r in rows], fontsize=7)
+    bars.invert_yaxis()
+    bars.set_xscale("log")
+    bars.set_xlabel("ms, median of the passes (log scale); x = collab / Hocuspocus")
+    bars.grid(axis="x", alpha=0.3)
+    bars.legend(fontsize=8, loc="lower right")
+    for p in res["passes"]:
+        color = "tab:blue" if p["side"] == "collab" else "tab:orange"
+        name = "collab" if p["side"] == "collab" else "Hocuspocus"
+        for run, style in (("same", "-"), ("cross", "--")):
+            row = p["fanout"].get(run)
+            if row is not None:
+                values = row["fanout_ms"].get("cdf_ms") or []
+                cdf.plot(
+                    values,
+                    np.linspace(0, 1, len(values)),
+                    style,
+                    color=color,
+                    alpha=0.8,
+                    label=f"{name}, {'same' if run == 'same' else 'other'} instance"
+                    if p["pass"] == 1
+                    else None,
+                )
+    opts = res["options"]
+    cdf.set_xscale("log")
+    cdf.set_xlabel(f"keystroke to viewer (ms, log), {opts['viewers']} viewers, every pass")
+    cdf.set_ylabel("fraction of frames")
+    cdf.grid(alpha=0.3)
+    cdf.legend(fontsize=7)
+    fig.suptitle(
+        f"collab vs Hocuspocus, {opts['passes']} alternating passes each, "
+        f"{opts['rate']:g} edits/s\n{_caption(doc)}",
+        fontsize=9,
+    )
+    path = out / "versus.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.plot", description=__doc__)
     p.add_argument("--results", type=Path, default=Path("loadtests/results"))
@@ -153,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for scenario, draw in (("fanout", plot_fanout), ("token", plot_token)):
+    for scenario, draw in (
+        ("fanout", plot_fanout),
+        ("token", plot_token),
+        ("versus", plot_versus),
+    ):
         doc = _load(args.results, scenario)
         if doc is not None:
             written += draw(doc, args.out)
