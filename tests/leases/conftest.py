@@ -1,5 +1,7 @@
 """Every test taking ``leases`` runs once against the real Redis from
 ``tests/support/services.py`` (a unique key prefix per test, deleted after)
+once against a real Redis Cluster (three masters with a replica each,
+``tests/redis_modes/topology.py``; every script must keep to one slot there)
 and once against the in-memory twin driven by a fake clock.
 
 ``leases.advance(ms)`` moves time: a real sleep for Redis (its keys expire on
@@ -18,6 +20,7 @@ from collab.leases.base import LeaseStore
 from collab.leases.memory import MemoryLeaseStore
 from collab.leases.redis import RedisLeaseStore
 from tests.leases.helpers import FakeClock, delete_prefix, unique_prefix
+from tests.redis_modes.topology import CLUSTER_OPTIONS, delete_cluster_prefix, redis_cluster_url
 from tests.support.services import redis_url
 
 TTL_MS = 400
@@ -31,7 +34,7 @@ class LeaseEnv:
     advance: Callable[[float], Awaitable[None]]
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=["redis", "cluster", "memory"])
 async def leases(request: pytest.FixtureRequest) -> AsyncIterator[LeaseEnv]:
     if request.param == "memory":
         clock = FakeClock()
@@ -47,16 +50,20 @@ async def leases(request: pytest.FixtureRequest) -> AsyncIterator[LeaseEnv]:
         await store.close()
         return
 
-    url = redis_url()
+    cluster = request.param == "cluster"
+    url = redis_cluster_url() if cluster else redis_url()
     prefix = unique_prefix()
 
     async def sleep(ms: float) -> None:
         await asyncio.sleep(ms / 1000.0)
 
-    store = RedisLeaseStore(url, prefix=prefix, ttl_ms=TTL_MS, lock_delay_ms=LOCK_DELAY_MS)
+    store = RedisLeaseStore(
+        url, prefix=prefix, ttl_ms=TTL_MS, lock_delay_ms=LOCK_DELAY_MS,
+        options=CLUSTER_OPTIONS if cluster else None,
+    )  # fmt: skip
     await store.start()
     try:
-        yield LeaseEnv("redis", store, sleep)
+        yield LeaseEnv(request.param, store, sleep)
     finally:
         await store.close()
-        await delete_prefix(url, prefix)
+        await (delete_cluster_prefix if cluster else delete_prefix)(url, prefix)

@@ -1,4 +1,5 @@
-"""The session registry contract, on Redis and on the in-process twin: claim
+"""The session registry contract, on Redis, on a Redis Cluster and on the
+in-process twin: claim
 returns what it replaced, touch/forget compare the socket, notes follow the
 session, and sessions expire with their TTL (rule 9: resume on any replica)."""
 
@@ -15,6 +16,7 @@ from collab.registry.base import SessionRecord, SessionRegistry
 from collab.registry.memory import MemorySessionRegistry
 from collab.registry.redis import RedisSessionRegistry
 from collab.types import User
+from tests.redis_modes.topology import CLUSTER_OPTIONS, delete_cluster_prefix, redis_cluster_url
 from tests.support.services import redis_url
 
 ALICE = User("u-alice", "alice", "user")
@@ -28,17 +30,21 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def registry(request: pytest.FixtureRequest) -> AsyncIterator[SessionRegistry]:
     prefix = "reg" + uuid.uuid4().hex[:8]
     reg: SessionRegistry
     if request.param == "memory":
         reg = MemorySessionRegistry(clock=FakeClock())
+    elif request.param == "cluster":
+        reg = RedisSessionRegistry(redis_cluster_url(), prefix, CLUSTER_OPTIONS)
     else:
         reg = RedisSessionRegistry(redis_url(), prefix)
     await reg.start()
     yield reg
     await reg.close()
+    if request.param == "cluster":
+        await delete_cluster_prefix(redis_cluster_url(), prefix)
     if request.param == "redis":
         client = aioredis.from_url(redis_url())
         keys = [k async for k in client.scan_iter(f"{prefix}:*")]

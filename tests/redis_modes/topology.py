@@ -1,0 +1,264 @@
+"""Throwaway Redis topologies on free loopback ports: a master with a replica
+watched by three sentinels, and a Redis Cluster of three masters with one
+replica each. Built from the same ``redis-server`` the other suites start
+(``tests/support/services.py``), in temp dirs, killable node by node."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+from redis.asyncio.cluster import RedisCluster
+
+from collab.redis_client import RedisClientOptions, open_redis
+from tests.support.services import RedisServer, free_port, wait_port
+
+SENTINEL_MASTER = "collab-master"
+# Short detection so a failover completes in a few seconds.
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 4000
+CLUSTER_NODE_TIMEOUT_MS = 1000
+
+
+def _exe(name: str) -> str:
+    return shutil.which(name) or f"/usr/bin/{name}"
+
+
+class RedisNode(RedisServer):
+    """A ``redis-server`` with extra arguments, or a config file first (a
+    sentinel needs one it can rewrite)."""
+
+    def __init__(self, extra: list[str], config: str | None = None) -> None:
+        super().__init__()
+        self.extra = extra
+        self.config = config
+
+    def start(self) -> RedisNode:
+        args = [_exe("redis-server")]
+        if self.config is not None:
+            conf = self.dir / "node.conf"
+            if not conf.exists():
+                conf.write_text(self.config)
+            args.append(str(conf))
+        args += ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.dir), *self.extra]  # fmt: skip
+        logf = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(args, stdout=logf, stderr=logf, start_new_session=True)
+        wait_port("127.0.0.1", self.port, 15)
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=2)  # fmt: skip
+
+    def restart(self) -> None:
+        """Start again on the same port and dir (a sentinel keeps its config)."""
+        self.kill()
+        self.start()
+
+
+def _wait(what: str, check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # a node still starting
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} within {timeout}s (last error: {last!r})")
+
+
+class SentinelSetup:
+    """One master, one replica, three sentinels (quorum two)."""
+
+    def __init__(self) -> None:
+        self.master = RedisNode([])
+        self.replica = RedisNode([])
+        self.sentinels: list[RedisNode] = []
+
+    def start(self) -> SentinelSetup:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.master.start()
+        self.replica.extra = ["--replicaof", "127.0.0.1", str(self.master.port)]
+        self.replica.start()
+        _wait("replica in sync", lambda: self.replica.client().info("replication")
+              ["master_link_status"] == "up")  # fmt: skip
+        for _ in range(3):
+            port = free_port()
+            config = (
+                f"port {port}\nbind 127.0.0.1\n"
+                f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {SENTINEL_MASTER} {DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {SENTINEL_MASTER} {FAILOVER_TIMEOUT_MS}\n"
+                f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
+            )
+            node = RedisNode(["--sentinel"], config=config)
+            node.port = port
+            self.sentinels.append(node.start())
+        _wait("sentinels see each other and the replica", self._sentinels_ready)
+
+    def _sentinels_ready(self) -> bool:
+        for s in self.sentinels:
+            info = s.client().execute_command("SENTINEL", "MASTER", SENTINEL_MASTER)
+            if isinstance(info, list):
+                info = dict(zip(info[::2], info[1::2], strict=True))
+            fields = info
+            if int(fields["num-other-sentinels"]) < 2 or int(fields["num-slaves"]) < 1:
+                return False
+        return True
+
+    @property
+    def url(self) -> str:
+        return ",".join(f"redis://127.0.0.1:{s.port}" for s in self.sentinels)
+
+    def master_port(self) -> int:
+        _host, port = (
+            self.sentinels[0]
+            .client()
+            .execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER)
+        )
+        return int(port)
+
+    def node(self, port: int) -> RedisNode:
+        return next(n for n in (self.master, self.replica) if n.port == port)
+
+    def failover(self, *, kill: bool = False, timeout: float = 30.0) -> int:
+        """Move the master: ``SENTINEL FAILOVER``, or kill the master and let
+        the sentinels agree it is down. Returns the new master's port once
+        every sentinel names it and it answers as a master."""
+        old = self.master_port()
+        if kill:
+            self.node(old).kill()
+        else:
+            self.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", SENTINEL_MASTER)
+
+        def moved() -> bool:
+            ports = set(self._named_ports())
+            if len(ports) != 1 or old in ports:
+                return False
+            new = ports.pop()
+            return self.node(new).client().info("replication")["role"] == "master"
+
+        _wait("a new master", moved, timeout)
+        return self.master_port()
+
+    def _named_ports(self) -> list[int]:
+        out = []
+        for s in self.sentinels:
+            with contextlib.suppress(Exception):
+                _host, port = s.client().execute_command(
+                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER
+                )
+                out.append(int(port))
+        return out
+
+    def stop(self) -> None:
+        for node in (*self.sentinels, self.master, self.replica):
+            with contextlib.suppress(Exception):
+                node.stop()
+
+
+class ClusterSetup:
+    """Three masters with one replica each, created by ``redis-cli --cluster``."""
+
+    def __init__(self, masters: int = 3, replicas: int = 1) -> None:
+        self.nodes = [RedisNode([]) for _ in range(masters * (1 + replicas))]
+        self.replicas = replicas
+        for node in self.nodes:
+            node.extra = ["--cluster-enabled", "yes",
+                          "--cluster-config-file", str(node.dir / "nodes.conf"),
+                          "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+                          # The bus port defaults to port + 10000, which may be taken
+                          # or out of range for a free port from the kernel.
+                          "--cluster-port", str(free_port())]  # fmt: skip
+
+    def start(self) -> ClusterSetup:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [_exe("redis-cli"), "--cluster", "create", *addresses,
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        _wait("cluster state ok on every node", self._ok, 60)
+
+    def _ok(self) -> bool:
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            if node.client().execute_command("CLUSTER", "INFO").find("cluster_state:ok") < 0:
+                return False
+        return True
+
+    @property
+    def url(self) -> str:
+        return ",".join(f"redis://127.0.0.1:{n.port}" for n in self.nodes[:3])
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.stop()
+
+
+def scratch_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="collab-redis-topology-"))
+
+
+_shared: dict[str, ClusterSetup] = {}
+
+
+def _stop_shared() -> None:
+    for setup in _shared.values():
+        with contextlib.suppress(Exception):
+            setup.stop()
+
+
+atexit.register(_stop_shared)
+
+
+def redis_cluster_url() -> str:
+    """The seed nodes of a Redis Cluster shared by this test run (started on
+    first use, stopped at exit). Tests keep to their own key prefixes."""
+    if "cluster" not in _shared:
+        _shared["cluster"] = ClusterSetup().start()
+    return _shared["cluster"].url
+
+
+CLUSTER_OPTIONS = RedisClientOptions(mode="cluster")
+
+
+async def delete_cluster_prefix(url: str, prefix: str) -> None:
+    """Delete ``prefix``'s keys on every master of the cluster."""
+    client = open_redis(url, CLUSTER_OPTIONS)
+    assert isinstance(client, RedisCluster)
+    try:
+        # SCAN on a cluster client walks every master.
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=500)]
+        for key in keys:
+            await client.delete(key)
+    finally:
+        await client.aclose()
