@@ -184,6 +184,13 @@ class Settings:
     edit_log_compact_interval_s: float = 600.0  # 0 = never compact
     edit_log_compact_batch: int = 500  # rows per transaction
 
+    # --- socket admission ---------------------------------------------------------
+    # One client address held any number of open sockets: open sockets per
+    # client address (after trusted-proxy resolution) are capped per replica,
+    # counted before the connection's first await. Generous by default, since
+    # a whole office behind one NAT shares an address.
+    max_sockets_per_ip: int = 256
+
     # --- fault injection (tests only; leave at 0 in production) -------------
     # Seconds to stall between the Redis grant and the PostgreSQL fence
     # advance, so a fault test can kill the replica inside that window.
@@ -400,6 +407,7 @@ class Settings:
             "must be at least COLLAB_JWT_TTL_S",
         )
         need(self.hash_queue_max >= 0, "hash_queue_max", "must not be negative")
+        need(self.max_sockets_per_ip >= 1, "max_sockets_per_ip", "must be at least 1")
         try:
             self.origins()
         except ValueError as exc:
