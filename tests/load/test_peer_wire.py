@@ -123,6 +123,12 @@ def test_profile_summary_counts_own_and_inclusive_samples() -> None:
     assert top["total"][0] == ("run (asyncio/base_events.py)", 100.0)
     assert ("send (collab/session.py)", 90.0) in top["total"]
     assert profile.top_frames("")["samples"] == 0
+    looped = profile.top_frames(
+        "main (collab/cli.py:3);Runner.run (asyncio/runners.py:118) 4\n"
+        "main (collab/cli.py:3);Runner.run (asyncio/runners.py:118);send (a/b.py:1) 1\n"
+    )
+    assert looped["self"][0] == ("Runner.run (asyncio/runners.py)", 80.0)
+    assert looped["total"] == [("send (a/b.py)", 20.0)]
 
 
 def test_missing_node_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
