@@ -276,8 +276,17 @@ async def server_marks(client: RedisClient) -> dict[str, str]:
             # By address: the cluster client knows its nodes by address.
             marks[SERVER_MARK + str(node.name)] = _mark(info)
         return marks
+    where = ""
+    pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        # Ask the sentinels now, not only when a connection is opened: after a
+        # failover the old master answers as a master until the sentinels
+        # demote it, and the pool's idle connections to it would still be
+        # used. Asking drops those, so INFO below reaches the new master.
+        host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+        where = f"{host}:{port}/"
     info = await client.execute_command("INFO", "server", "replication")  # type: ignore[no-untyped-call]
-    return {SERVER_MARK: _mark(info)}
+    return {SERVER_MARK: where + _mark(info)}
 
 
 def _mark(info: Any) -> str:

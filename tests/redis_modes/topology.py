@@ -17,6 +17,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 
 from collab.redis_client import RedisClientOptions, open_redis
+from tests.support.faultproxy import FaultProxy
 from tests.support.services import RedisServer, free_port, wait_port
 
 SENTINEL_MASTER = "collab-master"
@@ -79,10 +80,14 @@ def _wait(what: str, check, timeout: float = 30.0) -> None:  # type: ignore[no-u
 class SentinelSetup:
     """One master, one replica, three sentinels (quorum two)."""
 
-    def __init__(self) -> None:
+    def __init__(self, replica_via_proxy: bool = False) -> None:
         self.master = RedisNode([])
         self.replica = RedisNode([])
         self.sentinels: list[RedisNode] = []
+        # The replica's replication link through a FaultProxy, to make it
+        # miss the newest writes on demand (``proxy.blackhole()``).
+        self.proxy: FaultProxy | None = None
+        self._replica_via_proxy = replica_via_proxy
 
     def start(self) -> SentinelSetup:
         try:
@@ -94,7 +99,11 @@ class SentinelSetup:
 
     def _start(self) -> None:
         self.master.start()
-        self.replica.extra = ["--replicaof", "127.0.0.1", str(self.master.port)]
+        upstream = self.master.port
+        if self._replica_via_proxy:
+            self.proxy = FaultProxy(self.master.port).start()
+            upstream = self.proxy.port
+        self.replica.extra = ["--replicaof", "127.0.0.1", str(upstream)]
         self.replica.start()
         _wait("replica in sync", lambda: self.replica.client().info("replication")
               ["master_link_status"] == "up")  # fmt: skip
@@ -157,6 +166,26 @@ class SentinelSetup:
         _wait("a new master", moved, timeout)
         return self.master_port()
 
+    def restart_lost_node(self) -> None:
+        """Start a killed node again (empty: no persistence); the sentinels
+        make it a replica of the current master."""
+        for node in (self.master, self.replica):
+            if node.proc is None:
+                node.start()
+        _wait("a replica in sync that every sentinel may promote", self._replica_ready, 60)
+
+    def _replica_ready(self) -> bool:
+        for s in self.sentinels:
+            replicas = s.client().execute_command("SENTINEL", "REPLICAS", SENTINEL_MASTER)
+            good = []
+            for r in replicas:
+                if isinstance(r, list):
+                    r = dict(zip(r[::2], r[1::2], strict=True))
+                good.append(r["flags"] == "slave" and r.get("master-link-status") == "ok")
+            if not any(good):
+                return False
+        return True
+
     def _named_ports(self) -> list[int]:
         out = []
         for s in self.sentinels:
@@ -171,6 +200,8 @@ class SentinelSetup:
         for node in (*self.sentinels, self.master, self.replica):
             with contextlib.suppress(Exception):
                 node.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
 
 
 class ClusterSetup:
