@@ -3,8 +3,8 @@ replicas on PostgreSQL + Redis) or already running elsewhere (``external``).
 
 Started stacks use ``tests/support`` (the same ``collab serve`` processes and
 database helpers as the test suite), a fresh PostgreSQL database and a unique
-Redis prefix per run, and raise the per-user socket, connect-throttle and
-acquire-rate limits through ``COLLAB_*`` env so the driver, not a limit, is
+Redis prefix per run, and raise the per-user and per-address socket caps, the
+connect-throttle and acquire-rate limits through ``COLLAB_*`` env so the driver, not a limit, is
 what the run measures. Every other setting keeps its production default
 unless the scenario overrides it (the take-over run shortens nothing unless
 asked: ``--lease-ttl-ms``).
@@ -37,6 +37,8 @@ BENCH_ENV = {
         for limit in ("PER_IP_PER_MIN", "BURST_PER_IP", "PER_MIN", "BURST")
     },
     "COLLAB_MAX_SOCKETS_PER_USER": "100000",
+    # Every driver socket comes from 127.0.0.1 (default cap 256 per address).
+    "COLLAB_MAX_SOCKETS_PER_IP": "100000",
     "COLLAB_CONNECT_RATE_PER_IP_PER_S": "100000",
     "COLLAB_CONNECT_BURST_PER_IP": "100000",
     "COLLAB_ACQUIRE_RATE_PER_S": "10000",
