@@ -276,17 +276,25 @@ async def server_marks(client: RedisClient) -> dict[str, str]:
             # By address: the cluster client knows its nodes by address.
             marks[SERVER_MARK + str(node.name)] = _mark(info)
         return marks
-    where = ""
-    pool = client.connection_pool
-    if isinstance(pool, SentinelConnectionPool):
-        # Ask the sentinels now, not only when a connection is opened: after a
-        # failover the old master answers as a master until the sentinels
-        # demote it, and the pool's idle connections to it would still be
-        # used. Asking drops those, so INFO below reaches the new master.
-        host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
-        where = f"{host}:{port}/"
+    # Behind Sentinel, ask the sentinels now, not only when a connection is
+    # opened: after a failover the old master answers as a master until the
+    # sentinels demote it, and the pool's idle connections to it would still
+    # be used. Asking drops those, so INFO below reaches the new master.
+    master = await sentinel_master_address(client)
+    where = f"{master[0]}:{master[1]}/" if master else ""
     info = await client.execute_command("INFO", "server", "replication")  # type: ignore[no-untyped-call]
     return {SERVER_MARK: where + _mark(info)}
+
+
+async def sentinel_master_address(client: RedisClient) -> tuple[str, int] | None:
+    """Where the sentinels say the master is now (None if ``client`` is not
+    behind Sentinel). The client's pool then drops its idle connections to
+    any other address."""
+    pool = getattr(client, "connection_pool", None)
+    if not isinstance(pool, SentinelConnectionPool):
+        return None
+    host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+    return str(host), int(port)
 
 
 def _mark(info: Any) -> str:

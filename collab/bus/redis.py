@@ -37,6 +37,7 @@ from collab.redis_client import (
     open_redis,
     open_shard_of,
     redis_errors,
+    sentinel_master_address,
 )
 
 log = logging.getLogger("collab.bus")
@@ -185,6 +186,7 @@ class RedisBus(Bus):
                 if ping_sent is not None and now - ping_sent >= timing.ping_timeout_s:
                     raise _SubscriptionLost("no reply to PING")
                 if ping_sent is None and now - last_heard >= timing.ping_interval_s:
+                    await self._check_master(pubsub)
                     await pubsub.ping()
                     ping_sent = now
                 continue
@@ -198,6 +200,17 @@ class RedisBus(Bus):
                 # A (re)subscribe or unsubscribe we did not ask for: redis-py
                 # reconnected underneath us, so events may have been missed.
                 raise _SubscriptionLost(f"unexpected {kind} confirmation")
+
+    async def _check_master(self, pubsub: PubSub) -> None:
+        """Behind Sentinel: if the sentinels name another master than the one
+        subscribed to, the subscription is lost. The old master keeps serving
+        it until the sentinels demote it, while replicas that connected since
+        publish on the new one. Asking also drops the publisher's idle
+        connections to the old master."""
+        where = await sentinel_master_address(self._publisher)
+        conn = pubsub.connection
+        if where is not None and conn is not None and (conn.host, conn.port) != where:
+            raise _SubscriptionLost("the sentinels name another master")
 
     async def _deliver(self, data: str) -> None:
         assert self._handler is not None

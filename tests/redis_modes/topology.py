@@ -169,8 +169,10 @@ class SentinelSetup:
     def restart_lost_node(self) -> None:
         """Start a killed node again (empty: no persistence); the sentinels
         make it a replica of the current master."""
+        master = self.master_port()
         for node in (self.master, self.replica):
             if node.proc is None:
+                node.extra = ["--replicaof", "127.0.0.1", str(master)]
                 node.start()
         _wait("a replica in sync that every sentinel may promote", self._replica_ready, 60)
 
