@@ -199,7 +199,48 @@ export interface LeaseLostMsg {
   type: 'lease_lost';
   note: string;
   fence: number;
-  reason: 'expired' | 'revoked' | 'reset';
+  reason: 'expired' | 'revoked' | 'reset' | 'idle';
+}
+
+/** The holder's caret, forwarded to the other subscribers (positions in code points at `version`). */
+export interface CaretMsg {
+  type: 'caret';
+  note: string;
+  holder: UserBrief;
+  session: string;
+  fence: number;
+  version: number;
+  anchor: number;
+  head: number;
+}
+
+/** To the holder: an idle hand-off in `handoff_in_ms`, or (null) the warning withdrawn. */
+export interface IdleWarningMsg {
+  type: 'idle_warning';
+  note: string;
+  fence: number;
+  handoff_in_ms: number | null;
+}
+
+/** To the holder: someone would like to edit. */
+export interface EditRequestMsg {
+  type: 'edit_request';
+  note: string;
+  from: UserBrief;
+}
+
+export interface KeptMsg {
+  type: 'kept';
+  rid: Rid;
+  note: string;
+  handoff_in_ms: number | null;
+}
+
+export interface RequestedMsg {
+  type: 'requested';
+  rid: Rid;
+  note: string;
+  holder: UserBrief | null;
 }
 
 export interface LockMsg {
@@ -228,6 +269,8 @@ export interface ErrorMsg {
   code: ErrorCode;
   message: string;
   version?: number;
+  /** With `rate_limited` for a too early `request`. */
+  retry_after_ms?: number;
 }
 
 export type ServerMsg =
@@ -246,6 +289,11 @@ export type ServerMsg =
   | LockMsg
   | AckMsg
   | PresenceMsg
+  | CaretMsg
+  | IdleWarningMsg
+  | EditRequestMsg
+  | KeptMsg
+  | RequestedMsg
   | ErrorMsg;
 
 /** Server pushes (and deferred replies) that concern one note. */

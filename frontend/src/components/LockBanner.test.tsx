@@ -27,6 +27,10 @@ const base: NoteState = {
   draft: null,
   notice: null,
   remote: { seq: 0, changes: null },
+  caret: null,
+  idleWarning: null,
+  editRequests: [],
+  askStatus: null,
 };
 
 const aliceLock: Lock = {
@@ -53,10 +57,32 @@ describe('LockBanner', () => {
 
   it('shows the holder and the place in line, announced politely', () => {
     banner({ role: 'waiting', lock: aliceLock, queuePosition: 2 });
-    const status = screen.getByRole('status');
+    const status = screen.getByTestId('lock-text');
+    expect(status).toHaveRole('status');
     expect(status).toHaveTextContent('Alice Smith is editing - you are 2nd in line');
     expect(status).toHaveAttribute('aria-live', 'polite');
     expect(screen.getByRole('button', { name: 'Leave the line' })).toBeInTheDocument();
+  });
+
+  it('lets a waiter ask the holder for the token, and shows the answer as a status', async () => {
+    const onAction = banner({ role: 'waiting', lock: { ...aliceLock, queue: [{ id: ME.id, name: ME.name }] }, queuePosition: 1 });
+    const ask = screen.getByRole('button', { name: 'Ask Alice Smith for the token' });
+    expect(screen.getByTestId('ask-status')).toHaveRole('status');
+    expect(screen.getByTestId('ask-status')).toHaveTextContent(/^$/);
+    await userEvent.click(ask);
+    expect(onAction).toHaveBeenCalledWith('ask');
+    cleanup();
+    banner({ role: 'waiting', lock: aliceLock, queuePosition: 1, askStatus: 'Alice Smith was asked to hand over the token.' });
+    expect(screen.getByTestId('ask-status')).toHaveTextContent('Alice Smith was asked to hand over the token.');
+  });
+
+  it('offers no asking to a reader, nor while waiting behind oneself in another tab', () => {
+    banner({ access: 'read', lock: aliceLock });
+    expect(screen.queryByRole('button', { name: /^Ask/ })).toBeNull();
+    cleanup();
+    banner({ role: 'waiting', lock: { ...aliceLock, holder: { id: ME.id, name: ME.name } }, queuePosition: 1 });
+    expect(screen.queryByRole('button', { name: /^Ask/ })).toBeNull();
+    expect(screen.queryByTestId('ask-status')).toBeNull();
   });
 
   it('tells the holder they are editing and lets them stop', async () => {

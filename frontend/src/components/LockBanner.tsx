@@ -1,9 +1,12 @@
-/** The lock banner: who may write, the user's place in line, and the matching buttons. */
+/**
+ * The lock banner: who may write, the user's place in line, and the matching buttons; a
+ * waiter can ask the holder for the token and sees the answer here.
+ */
 import type { User } from '../api/types';
-import { lockView, type LockAction } from '../realtime/lockView';
+import { lockView, type LockAction, type LockView } from '../realtime/lockView';
 import type { NoteState } from '../realtime/noteSession';
 
-const LABELS: Record<LockAction, string> = {
+const LABELS: Record<Exclude<LockAction, 'ask'>, string> = {
   acquire: 'Start editing',
   wait: 'Request to edit (wait in line)',
   release: 'Stop editing',
@@ -17,8 +20,13 @@ export interface LockBannerProps {
   onAction: (action: LockAction) => void;
 }
 
+function label(action: LockAction, view: LockView): string {
+  return action === 'ask' ? `Ask ${view.holder ?? 'the writer'} for the token` : LABELS[action];
+}
+
 export function LockBanner({ state, me, onAction }: LockBannerProps) {
   const view = lockView(state, me);
+  const asking = view.actions.includes('ask');
   return (
     <section className={`lock-banner lock-${view.tone}`} aria-label="Write token" data-testid="lock-banner">
       <p role="status" aria-live="polite" aria-atomic="true" data-testid="lock-text">
@@ -32,10 +40,16 @@ export function LockBanner({ state, me, onAction }: LockBannerProps) {
             className={action === 'revoke' ? 'danger' : action === 'release' ? '' : 'primary'}
             onClick={() => onAction(action)}
           >
-            {LABELS[action]}
+            {label(action, view)}
           </button>
         ))}
       </div>
+      {asking && (
+        // Present (empty) before the answer, so the answer is announced when it comes.
+        <p className="ask-status" role="status" data-testid="ask-status">
+          {state.askStatus ?? ''}
+        </p>
+      )}
     </section>
   );
 }

@@ -5,11 +5,15 @@ import { describe, expect, it } from 'vitest';
 import { applyChanges, type Change } from '../lib/text';
 import { MarkdownEditor } from './MarkdownEditor';
 
+type Caret = { name: string; anchor: number; head: number } | null;
+
 function setup(initial: string, writable: boolean) {
   let text = initial;
   let seq = 0;
   let remote: { seq: number; changes: Change[] | null } = { seq, changes: null };
+  let caret: Caret = null;
   const sent: Change[][] = [];
+  const selections: [number, number, boolean][] = [];
   const onChanges = (changes: Change[]) => {
     if (!writable) return false;
     sent.push(changes);
@@ -17,7 +21,15 @@ function setup(initial: string, writable: boolean) {
     return true;
   };
   const ui = () => (
-    <MarkdownEditor text={text} remote={remote} writable={writable} onChanges={onChanges} label="Note text" />
+    <MarkdownEditor
+      text={text}
+      remote={remote}
+      writable={writable}
+      onChanges={onChanges}
+      label="Note text"
+      writerCaret={caret}
+      onSelection={(a, h, byUser) => selections.push([a, h, byUser])}
+    />
   );
   const utils = render(ui());
   const el = screen.getByRole('textbox', { name: 'Note text' });
@@ -27,6 +39,12 @@ function setup(initial: string, writable: boolean) {
     view,
     el,
     sent,
+    selections,
+    /** The session publishes the writer's caret (code points). */
+    showCaret(next: Caret) {
+      caret = next;
+      utils.rerender(ui());
+    },
     /** A change from another user, as the session would publish it. */
     remoteEdit(changes: Change[]) {
       text = applyChanges(text, changes);
@@ -75,5 +93,44 @@ describe('MarkdownEditor', () => {
     const { view, remoteEdit } = setup('ab😀', false);
     remoteEdit([{ at: 3, del: 0, ins: 'd' }]);
     expect(view.state.doc.toString()).toBe('ab😀d');
+  });
+
+  it("draws the writer's caret with its name and selection, hidden from screen readers, in code points", () => {
+    const { el, showCaret } = setup('😀 hello world', false);
+    showCaret({ name: 'alice', anchor: 2, head: 7 }); // "hello"
+    const caret = el.querySelector('.cm-writer-caret');
+    expect(caret).toHaveAttribute('data-name', 'alice');
+    expect(caret).toHaveAttribute('aria-hidden', 'true');
+    expect(el.querySelector('.cm-writer-selection')).toHaveTextContent(/^hello$/);
+    expect(el).not.toHaveTextContent('alice'); // the name is drawn by CSS, never part of the text
+    showCaret(null);
+    expect(el.querySelector('.cm-writer-caret')).toBeNull();
+    expect(el.querySelector('.cm-writer-selection')).toBeNull();
+  });
+
+  it("keeps the writer's caret on its characters through remote edits, and clamps it to the text", () => {
+    const { el, view, showCaret, remoteEdit } = setup('abc', false);
+    showCaret({ name: 'alice', anchor: 1, head: 2 });
+    remoteEdit([{ at: 0, del: 0, ins: 'XY' }]);
+    expect(el.querySelector('.cm-writer-selection')).toHaveTextContent(/^b$/);
+    expect(view.posAtDOM(el.querySelector('.cm-writer-caret')!)).toBe(4);
+    showCaret({ name: 'alice', anchor: 50, head: 50 });
+    expect(view.state.doc.toString()).toBe('XYabc');
+    expect(el.querySelector('.cm-writer-selection')).toBeNull();
+    // Clamped to the end of the text.
+    expect(view.posAtDOM(el.querySelector('.cm-writer-caret')!)).toBe(5);
+    expect(el.querySelector('.cm-line')).toHaveTextContent(/^XYabc$/);
+  });
+
+  it('reports its selection, and whether a person moved it', () => {
+    const { view, selections } = setup('hello', true);
+    act(() => view.dispatch({ selection: { anchor: 2 } }));
+    act(() => view.dispatch({ selection: { anchor: 1, head: 4 }, userEvent: 'select.pointer' }));
+    act(() => view.dispatch({ changes: { from: 5, insert: '!' }, userEvent: 'input.type' }));
+    expect(selections.slice(-3)).toEqual([
+      [2, 2, false],
+      [1, 4, true],
+      [1, 4, true],
+    ]);
   });
 });

@@ -2,7 +2,8 @@
  * The note's text in CodeMirror 6: Markdown highlighting, undo history, read-only unless the
  * session may write. The session's text is the source of truth: remote edits come in as
  * editor transactions (mapped through the selection, kept out of the undo history), local
- * edits go out as code point changes.
+ * edits go out as code point changes. Viewers see the token holder's caret (writerCaret.ts);
+ * the editor reports its own selection so the holder's can be sent.
  */
 import { defaultKeymap, history, historyKeymap } from '@codemirror/commands';
 import { markdown } from '@codemirror/lang-markdown';
@@ -13,6 +14,7 @@ import { tags } from '@lezer/highlight';
 import { useEffect, useLayoutEffect, useRef } from 'react';
 import { changesToReach, editorToWire } from '../lib/editorChanges';
 import type { Change } from '../lib/text';
+import { caretToUnits, setWriterCaret, writerCaret } from './writerCaret';
 
 /** Marks transactions that bring the session's text in (never sent back, never undone). */
 const fromSession = Annotation.define<boolean>();
@@ -35,7 +37,8 @@ const theme = EditorView.theme({
   '&': { backgroundColor: 'var(--card)', color: 'var(--fg)', border: '1px solid var(--border)', borderRadius: '6px' },
   '&.cm-focused': { outline: '3px solid var(--focus)', outlineOffset: '2px' },
   '.cm-scroller': { fontFamily: 'ui-monospace, SFMono-Regular, Menlo, monospace', lineHeight: '1.5', minHeight: '18rem' },
-  '.cm-content': { padding: '0.6rem 0.4rem', caretColor: 'var(--fg)' },
+  // Room above the first line for the writer's name label (writerCaret.ts).
+  '.cm-content': { padding: '1.1rem 0.4rem 0.6rem', caretColor: 'var(--fg)' },
   '.cm-cursor': { borderLeftColor: 'var(--fg)' },
   '&.cm-editor[data-readonly="true"]': { backgroundColor: 'var(--readonly-bg)' },
 });
@@ -49,16 +52,35 @@ export interface MarkdownEditorProps {
   onChanges: (changes: Change[]) => boolean;
   label: string;
   describedBy?: string;
+  /** The token holder's caret (code points of `text`), drawn for viewers; null for none. */
+  writerCaret?: { name: string; anchor: number; head: number } | null;
+  /** This editor's selection moved (UTF-16 units); `byUser` for keys, clicks and typing. */
+  onSelection?: (anchor: number, head: number, byUser: boolean) => void;
+  /** Focus the editor whenever this number changes (after an action that removed the focus). */
+  focusKey?: number;
 }
 
-export function MarkdownEditor({ text, remote, writable, onChanges, label, describedBy }: MarkdownEditorProps) {
+/** User events (CodeMirror's names) that mean a person moved or typed. */
+const USER_EVENTS = ['input', 'delete', 'select', 'move', 'undo', 'redo'];
+
+export function MarkdownEditor({
+  text,
+  remote,
+  writable,
+  onChanges,
+  label,
+  describedBy,
+  writerCaret: caret = null,
+  onSelection,
+  focusKey = 0,
+}: MarkdownEditorProps) {
   const host = useRef<HTMLDivElement>(null);
   const viewRef = useRef<EditorView | null>(null);
   const readOnly = useRef(new Compartment());
   // The listener is created once; these refs let it see the latest props.
-  const latest = useRef({ text, onChanges });
+  const latest = useRef({ text, onChanges, onSelection });
   useLayoutEffect(() => {
-    latest.current = { text, onChanges };
+    latest.current = { text, onChanges, onSelection };
   });
 
   useEffect(() => {
@@ -77,6 +99,7 @@ export function MarkdownEditor({ text, remote, writable, onChanges, label, descr
           EditorView.lineWrapping,
           theme,
           readOnly.current.of(readOnlyExtension(true)),
+          writerCaret(),
           EditorView.contentAttributes.of({
             'aria-label': label,
             ...(describedBy ? { 'aria-describedby': describedBy } : {}),
@@ -92,6 +115,11 @@ export function MarkdownEditor({ text, remote, writable, onChanges, label, descr
             }
             // The session did not take the edit (the token just ran out): show its text again.
             if (refused) queueMicrotask(() => reset(view, latest.current.text, null));
+            if (update.selectionSet || update.docChanged) {
+              const byUser = update.transactions.some((tr) => USER_EVENTS.some((e) => tr.isUserEvent(e)));
+              const sel = update.state.selection.main;
+              latest.current.onSelection?.(sel.anchor, sel.head, byUser);
+            }
           }),
         ],
       }),
@@ -110,12 +138,29 @@ export function MarkdownEditor({ text, remote, writable, onChanges, label, descr
     if (view) reset(view, text, remote.changes);
   }, [text, remote]);
 
+  // After the text above, so a caret published with new text lands in that text. Between
+  // two positions from the session, the drawn caret moves with the document by itself.
+  const drawn = useRef(false);
+  useLayoutEffect(() => {
+    const view = viewRef.current;
+    if (!view || (!caret && !drawn.current)) return;
+    drawn.current = caret !== null;
+    view.dispatch({ effects: setWriterCaret.of(caret ? caretToUnits(view.state.doc.toString(), caret) : null) });
+  }, [caret]);
+
   useEffect(() => {
     const view = viewRef.current;
     if (!view) return;
     view.dispatch({ effects: readOnly.current.reconfigure(readOnlyExtension(!writable)) });
     if (writable) view.focus();
+    // Where the caret is now counts too: a new holder's viewers see it at once.
+    const sel = view.state.selection.main;
+    latest.current.onSelection?.(sel.anchor, sel.head, false);
   }, [writable]);
+
+  useEffect(() => {
+    if (focusKey > 0) viewRef.current?.focus();
+  }, [focusKey]);
 
   return <div ref={host} className="note-editor" />;
 }

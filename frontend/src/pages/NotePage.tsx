@@ -1,19 +1,25 @@
 /**
  * The editor page: live text in CodeMirror with a rendered preview, the lock banner,
  * presence, save state, kept drafts, and the owner's actions (rename, visibility, share).
+ * Viewers see the writer's caret; the holder is warned before an idle hand-off and told
+ * when someone would like to edit; a waiter can ask the holder for the token.
  */
 import { useCallback, useDeferredValue, useEffect, useMemo, useRef, useState, useSyncExternalStore, type FormEvent } from 'react';
 import { errorText } from '../api/http';
 import type { NoteDetail, User, Visibility } from '../api/types';
 import { DraftPanel } from '../components/DraftPanel';
+import { EditRequestNotice } from '../components/EditRequestNotice';
+import { IdleWarning } from '../components/IdleWarning';
 import { LockBanner } from '../components/LockBanner';
 import { MarkdownEditor } from '../components/MarkdownEditor';
 import { PresenceAvatars } from '../components/PresenceAvatars';
 import { ShareDialog } from '../components/ShareDialog';
+import { lineColumn } from '../lib/caretMapping';
 import { renderMarkdown } from '../lib/markdown';
 import { askNotificationPermission, HandoffAlert } from '../realtime/handoffAlert';
 import type { LockAction } from '../realtime/lockView';
-import { NoteSession } from '../realtime/noteSession';
+import { holdsToken } from '../realtime/tokenMachine';
+import { NoteSession, type NoteState } from '../realtime/noteSession';
 import { addLeaveGuard, href, notePath } from '../router';
 import { useServices, useSocket } from '../services';
 
@@ -41,6 +47,9 @@ export function NotePage({ noteId, me }: { noteId: string; me: User }) {
   const handoff = useMemo(() => new HandoffAlert(), []);
   const alerting = useSyncExternalStore(handoff.subscribe, handoff.isAlerting);
   const [preview, setPreview] = useState(initialPreview);
+  // Bumped to put the focus back in the editor after a notice's button removed itself.
+  const [focusKey, setFocusKey] = useState(0);
+  const refocus = () => setFocusKey((k) => k + 1);
 
   useEffect(() => {
     session.attach();
@@ -70,6 +79,7 @@ export function NotePage({ noteId, me }: { noteId: string; me: User }) {
   const onAction = (action: LockAction) => {
     if (action === 'wait') askNotificationPermission();
     if (action === 'acquire' || action === 'wait') void session.requestToken();
+    else if (action === 'ask') void session.askHolder();
     else if (action === 'release' || action === 'leave-line') void session.release();
     else if (action === 'revoke' && window.confirm('Take the write token away from its holder?')) void session.revoke();
   };
@@ -112,6 +122,29 @@ export function NotePage({ noteId, me }: { noteId: string; me: User }) {
         </p>
       )}
       <LockBanner state={state} me={me} onAction={onAction} />
+      {state.idleWarning && (
+        <IdleWarning
+          deadline={state.idleWarning.deadline}
+          next={state.lock?.queue[0]?.name ?? null}
+          onKeep={() => {
+            void session.keep();
+            refocus();
+          }}
+        />
+      )}
+      {holdsToken(state.role) && (
+        <EditRequestNotice
+          from={state.editRequests}
+          onHandOver={() => {
+            void session.release();
+            refocus();
+          }}
+          onDismiss={() => {
+            session.dismissEditRequests();
+            refocus();
+          }}
+        />
+      )}
       {state.notice && (
         <div className="notice" role="alert">
           <span>{state.notice}</span>
@@ -145,13 +178,17 @@ export function NotePage({ noteId, me }: { noteId: string; me: User }) {
           onChanges={(changes) => session.edit(changes)}
           label="Note text"
           describedBy="editor-help"
+          writerCaret={state.caret}
+          onSelection={(anchor, head, byUser) => session.select(anchor, head, byUser)}
+          focusKey={focusKey}
         />
         {preview && <Preview text={state.text} />}
       </div>
       <p id="editor-help" className="hint">
         {state.writable
-          ? 'You hold the write token: others see your typing live. Markdown is supported.'
+          ? 'You hold the write token: others see your typing and your cursor live. Markdown is supported.'
           : 'Read-only: the text updates live. Use the button above to edit.'}
+        <WriterWhere state={state} />
       </p>
       {state.draft && (
         <DraftPanel
@@ -162,6 +199,19 @@ export function NotePage({ noteId, me }: { noteId: string; me: User }) {
         />
       )}
     </main>
+  );
+}
+
+/** Where the writer's cursor is, in words (the drawn caret is hidden from screen readers). */
+function WriterWhere({ state }: { state: NoteState }) {
+  const caret = state.caret;
+  if (!caret) return null;
+  const { line, column } = lineColumn(state.text, caret.head);
+  const selected = caret.anchor !== caret.head ? `, ${Math.abs(caret.head - caret.anchor)} characters selected` : '';
+  return (
+    <span className="visually-hidden" data-testid="writer-where">
+      {` ${caret.name}'s cursor is on line ${line}, column ${column}${selected}.`}
+    </span>
   );
 }
 

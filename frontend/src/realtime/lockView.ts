@@ -2,12 +2,14 @@
 import type { User } from '../api/types';
 import type { NoteState } from './noteSession';
 
-export type LockAction = 'acquire' | 'wait' | 'release' | 'leave-line' | 'revoke';
+export type LockAction = 'acquire' | 'wait' | 'ask' | 'release' | 'leave-line' | 'revoke';
 
 export interface LockView {
   tone: 'mine' | 'free' | 'busy' | 'pending';
   text: string;
   actions: LockAction[];
+  /** The holder a waiter can ask for the token (`ask`). */
+  holder?: string;
 }
 
 export function ordinal(n: number): string {
@@ -39,7 +41,12 @@ export function lockView(state: NoteState, me: User): LockView {
     case 'waiting': {
       const holder = lock ? (lock.holder.id === me.id ? 'You (in another tab)' : lock.holder.name) : 'Someone';
       const place = state.queuePosition ? ` - you are ${ordinal(state.queuePosition)} in line` : ' - you are in line';
-      return { tone: 'busy', text: `${holder} ${lock?.holder.id === me.id ? 'are' : 'is'} editing${place}`, actions: ['leave-line'] };
+      const text = `${holder} ${lock?.holder.id === me.id ? 'are' : 'is'} editing${place}`;
+      // Someone else holds it: they can be asked to hand it over (protocol.md, "Idle hand-off").
+      if (lock && lock.holder.id !== me.id) {
+        return { tone: 'busy', text, actions: ['ask', 'leave-line'], holder: lock.holder.name };
+      }
+      return { tone: 'busy', text, actions: ['leave-line'] };
     }
     case 'none':
       break;

@@ -14,23 +14,35 @@
  *   text is kept as a visible draft, never dropped silently.
  * - The claim survives reconnects: a resumed session keeps its lease (rule 9); a session the
  *   server forgot (restart) re-acquires without waiting and re-sends its edits (same op).
+ *
+ * The writer's caret and the idle hand-off (protocol.md, "The writer's caret", "Idle
+ * hand-off"): the holder sends its caret at most every CARET_INTERVAL_MS, always in the last
+ * acknowledged version (what viewers can have); viewers keep the holder's caret in a
+ * CaretTracker. The idle warning goes through the token machine; edit requests are shown to
+ * the holder only.
  */
 import type {
   AckMsg,
+  CaretMsg,
   ChangesMsg,
   EditedMsg,
+  EditRequestMsg,
   GrantedMsg,
   LeaseInfo,
   Lock,
   NoteMsg,
   QueuedMsg,
+  RequestedMsg,
   SnapshotMsg,
   User,
   WelcomeMsg,
 } from '../api/types';
-import { applyChanges, diffText, type Change } from '../lib/text';
+import { mapBack } from '../lib/caretMapping';
+import { applyChanges, codePointLength, diffText, unitToCodePoint, type Change } from '../lib/text';
+import { TrailingThrottle } from './caretThrottle';
+import { CaretTracker } from './caretTracker';
 import { NoteReplica } from './noteReplica';
-import { LOSS_REASONS, NoteStore, describeError, type NoteState } from './noteState';
+import { LOSS_REASONS, NoteStore, describeError, type NoteState, type TokenRole } from './noteState';
 import { Outbox, type InflightEdit } from './outbox';
 import { CollabSocket, DisconnectedError, ProtocolError } from './socket';
 import {
@@ -41,8 +53,9 @@ import {
   type TokenEvent,
   type TokenState,
 } from './tokenMachine';
+import { askErrorText, askResultText, idleLossText } from './writerNotices';
 
-export type { Draft, NoteState, TokenRole } from './noteState';
+export type { Draft, NoteState, TokenRole, WriterCaret } from './noteState';
 
 /** Keystrokes are collected this long before they go out as one `edit`. */
 export const BATCH_MS = 50;
@@ -52,6 +65,8 @@ export const EDIT_RETRY_MS = 1000;
 export const ACQUIRE_RETRY_MS = 1000;
 /** Subtracted from lease deadlines measured at receive time (reply latency unknown). */
 export const LEASE_MARGIN_MS = 250;
+/** The holder's caret goes out at most this often (the server forwards it no faster). */
+export const CARET_INTERVAL_MS = 100;
 
 export class NoteSession {
   private readonly store: NoteStore;
@@ -66,6 +81,17 @@ export class NoteSession {
   private syncAgain = false;
   private remoteSeq = 0;
   private closing = false;
+  /** Viewer: the holder's caret. */
+  private readonly carets = new CaretTracker();
+  /** Holder: sends the caret, reading the newest selection when it fires. */
+  private readonly caretThrottle = new TrailingThrottle(CARET_INTERVAL_MS, () => this.sendCaret());
+  /** Holder: the editor's selection, in UTF-16 units of `state.text`. */
+  private selection: { anchor: number; head: number } | null = null;
+  private lastCaret = '';
+  /** Clock time of the last thing the server counts as activity (grant, edit, keep). */
+  private lastActiveAt = 0;
+  /** Who the token went to and after how long, for the idle hand-off notice. */
+  private idleLoss: { next: string | null; seconds: number | null } | null = null;
 
   constructor(
     private readonly socket: CollabSocket,
@@ -141,6 +167,7 @@ export class NoteSession {
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     if (this.acquireTimer) clearTimeout(this.acquireTimer);
     this.flushTimer = this.deadlineTimer = this.acquireTimer = null;
+    this.caretThrottle.cancel();
   }
 
   // --- user actions ---------------------------------------------------------------------
@@ -173,6 +200,36 @@ export class NoteSession {
     this.patch({ notice: null });
   }
 
+  /** "Keep editing": restart the idle clock before the token is handed on. */
+  async keep(): Promise<void> {
+    await this.dispatch({ type: 'keep' });
+  }
+
+  /** Waiter: ask the holder to hand the token over (`request`); the answer is shown. */
+  async askHolder(): Promise<void> {
+    try {
+      const reply = await this.socket.request<RequestedMsg>({ type: 'request', note: this.noteId });
+      this.patch({ askStatus: askResultText(reply.holder) });
+    } catch (err) {
+      this.patch({ askStatus: askErrorText(err) });
+    }
+  }
+
+  dismissEditRequests(): void {
+    this.patch({ editRequests: [] });
+  }
+
+  /**
+   * The editor's selection moved (UTF-16 units of the text shown). The holder's caret goes
+   * out, throttled; a move by the user while the idle warning shows counts as activity.
+   */
+  select(anchor: number, head: number, byUser: boolean): void {
+    this.selection = { anchor, head };
+    if (this.token.role !== 'holder') return;
+    this.caretThrottle.trigger();
+    if (byUser && this.state.idleWarning) void this.keep();
+  }
+
   /** The note was renamed on this page: show the new title at once. */
   setTitle(title: string): void {
     this.patch({ title });
@@ -192,7 +249,8 @@ export class NoteSession {
     if (!this.computeWritable(this.state)) return false;
     if (changes.length === 0) return true;
     for (const change of changes) this.outbox.add(change);
-    this.patch({ text: applyChanges(this.state.text, changes) });
+    // A keystroke resets the server's idle clock once its edit arrives: the warning goes now.
+    this.patch({ text: applyChanges(this.state.text, changes), idleWarning: null });
     if (!this.outbox.inflight && !this.flushTimer) {
       this.flushTimer = setTimeout(() => {
         this.flushTimer = null;
@@ -218,9 +276,11 @@ export class NoteSession {
 
   /** Feed one event to the token machine and carry out its commands in order. */
   private async dispatch(event: TokenEvent): Promise<void> {
+    const before = this.token.role;
     const { state, commands } = step(this.token, event);
     this.token = state;
     this.patch({ role: state.role, fence: state.fence, queuePosition: state.queuePosition });
+    if (state.role !== before) this.roleChanged(before, state.role);
     const pending: Promise<void>[] = [];
     for (const command of commands) {
       const done = this.run(command);
@@ -244,6 +304,7 @@ export class NoteSession {
       case 'send-release':
         return this.sendRelease(command.fence, command.settle);
       case 'sync-after-grant':
+        this.lastActiveAt = Date.now(); // a grant starts the idle clock
         return this.syncAfterGrant(command.fence);
       case 'note-fence':
         this.replica.noteFence(command.fence);
@@ -268,10 +329,50 @@ export class NoteSession {
         }
         return;
       case 'notice':
-        this.patch({
-          notice: command.text ?? (command.reason ? (LOSS_REASONS[command.reason] ?? LOSS_REASONS.taken!) : null),
-        });
+        this.patch({ notice: command.text ?? this.noticeText(command.reason) });
         return;
+      case 'warn-idle':
+        this.patch({ idleWarning: command.deadline === null ? null : { deadline: command.deadline } });
+        return;
+      case 'send-keep':
+        return this.sendKeep();
+    }
+  }
+
+  private noticeText(reason: string | null): string | null {
+    if (!reason) return null;
+    if (reason === 'idle') {
+      const loss = this.idleLoss;
+      return idleLossText(loss?.next ?? null, loss?.seconds ?? null);
+    }
+    return LOSS_REASONS[reason] ?? LOSS_REASONS.taken!;
+  }
+
+  private async sendKeep(): Promise<void> {
+    this.lastActiveAt = Date.now();
+    try {
+      await this.socket.request({ type: 'keep', note: this.noteId });
+      await this.dispatch({ type: 'kept' });
+    } catch {
+      // No token any more (its lease_lost says why) or not connected: nothing to keep.
+    }
+  }
+
+  /** What depends on the role alone: holder-only and viewer-only parts of the page. */
+  private roleChanged(before: TokenRole, role: TokenRole): void {
+    if (role !== 'waiting') this.patch({ askStatus: null });
+    if (holdsToken(role)) {
+      this.carets.clear(); // this tab draws its own caret now
+      this.publishCaret();
+    } else {
+      this.patch({ idleWarning: null });
+    }
+    if (!holdsToken(role) || role === 'releasing') this.patch({ editRequests: [] });
+    if (role === 'holder') {
+      this.lastCaret = '';
+      this.caretThrottle.trigger(); // viewers see where the new holder is at once
+    } else if (before === 'holder') {
+      this.caretThrottle.cancel();
     }
   }
 
@@ -352,7 +453,21 @@ export class NoteSession {
         void this.granted(msg, Date.now() + msg.ttl_ms - LEASE_MARGIN_MS);
         break;
       case 'lease_lost':
+        if (msg.reason === 'idle') this.idleLoss = this.describeIdleLoss(msg.fence);
         void this.dispatch({ type: 'lease-lost', fence: msg.fence, reason: msg.reason });
+        break;
+      case 'caret':
+        this.onCaret(msg);
+        break;
+      case 'idle_warning':
+        void this.dispatch({
+          type: 'idle-warning',
+          fence: msg.fence,
+          deadline: typeof msg.handoff_in_ms === 'number' ? Date.now() + msg.handoff_in_ms : null,
+        });
+        break;
+      case 'edit_request':
+        this.onEditRequest(msg);
         break;
       default:
         break;
@@ -361,6 +476,7 @@ export class NoteSession {
 
   private onWelcome(welcome: WelcomeMsg): void {
     this.replica.clearBuffered();
+    this.lastCaret = ''; // a new connection: the next caret goes out even if it did not move
     this.outbox.markUnsent();
     const lease = welcome.leases.find((l) => l.note === this.noteId);
     if (holdsToken(this.token.role)) {
@@ -428,7 +544,7 @@ export class NoteSession {
     const fields = { loaded: true, error: null, title: snap.title, access: snap.access, viewers: snap.viewers };
     this.onLock(snap.lock);
     if (!this.outbox.busy) {
-      this.replica.load(snap.content, snap.version);
+      this.loadReplica(snap.content, snap.version);
       this.patch({ ...fields, version: snap.version, text: snap.content, remote: this.nextRemote(null) });
     } else {
       this.rebaseOnSnapshot(snap, fields);
@@ -448,14 +564,20 @@ export class NoteSession {
       snap.content === applyChanges(this.replica.text, inflight.changes)
     ) {
       // Our in-flight edit committed before the connection dropped; pending edits stay on top.
-      this.replica.load(snap.content, snap.version);
+      this.loadReplica(snap.content, snap.version);
       this.outbox.settle(inflight);
       this.patch({ ...fields, version: snap.version });
     } else {
       this.keepDraft('diverged');
-      this.replica.load(snap.content, snap.version);
+      this.loadReplica(snap.content, snap.version);
       this.patch({ ...fields, version: snap.version, text: snap.content, remote: this.nextRemote(null) });
     }
+  }
+
+  private loadReplica(content: string, version: number): void {
+    this.replica.load(content, version);
+    this.carets.reset(version, codePointLength(content));
+    this.publishCaret();
   }
 
   private onEdited(msg: EditedMsg): void {
@@ -476,12 +598,16 @@ export class NoteSession {
       this.keepDraft('taken');
       this.patch({ text: this.replica.text });
     }
+    const before = this.replica.text;
     try {
       this.replica.apply(msg);
     } catch {
       void this.subscribeNote(); // our copy diverged: reload it
       return;
     }
+    const whole = msg.content !== undefined ? diffText(before, msg.content) : null;
+    this.carets.edit(msg.version, msg.content !== undefined ? (whole ? [whole] : []) : (msg.changes ?? []));
+    this.publishCaret();
     this.patch({
       text: this.replica.text,
       version: this.replica.version,
@@ -539,11 +665,66 @@ export class NoteSession {
   private onLock(lock: Lock | null): void {
     if (!this.replica.acceptLock(lock)) return; // stale push: fences only grow
     this.patch({ lock });
+    this.carets.lock(lock?.fence ?? null);
+    this.publishCaret();
     void this.dispatch({
       type: 'lock',
       fence: lock?.fence ?? null,
       queueIndex: lock ? lock.queue.findIndex((u) => u.id === this.me.id) : -1,
     });
+  }
+
+  // --- the writer's caret, edit requests, idle hand-off ---------------------------------
+
+  private onCaret(msg: CaretMsg): void {
+    if (holdsToken(this.token.role) || msg.session === this.state.mySession) return;
+    if (this.carets.receive(msg)) this.publishCaret();
+  }
+
+  /** Put the tracker's caret in the state when it differs from the one shown. */
+  private publishCaret(): void {
+    const c = holdsToken(this.token.role) ? null : this.carets.caret;
+    const shown = this.state.caret;
+    if (!c) {
+      if (shown) this.patch({ caret: null });
+      return;
+    }
+    if (shown && shown.name === c.holder.name && shown.anchor === c.anchor && shown.head === c.head) return;
+    this.patch({ caret: { name: c.holder.name, anchor: c.anchor, head: c.head } });
+  }
+
+  /**
+   * Holder: send where the caret is, in the last acknowledged version (text typed but not
+   * acknowledged yet maps to where it was typed); nothing when it has not moved.
+   */
+  private sendCaret(): boolean {
+    const sel = this.selection;
+    const fence = this.token.fence;
+    if (this.token.role !== 'holder' || fence === null || !sel || !this.socket.connected) return false;
+    const local = this.state.text;
+    const [anchor, head] = mapBack(this.replica.text, local, [
+      unitToCodePoint(local, sel.anchor),
+      unitToCodePoint(local, sel.head),
+    ]);
+    const frame = { type: 'caret', note: this.noteId, fence, version: this.replica.version, anchor, head };
+    const key = JSON.stringify(frame);
+    if (key === this.lastCaret || !this.socket.send(frame)) return false;
+    this.lastCaret = key;
+    return true;
+  }
+
+  private onEditRequest(msg: EditRequestMsg): void {
+    if (!holdsToken(this.token.role) || this.token.role === 'releasing') return;
+    const others = this.state.editRequests.filter((u) => u.id !== msg.from.id);
+    this.patch({ editRequests: [...others, { id: msg.from.id, name: msg.from.name }] });
+  }
+
+  /** Who got the token (the new holder if known, else the first in line) and the idle time. */
+  private describeIdleLoss(fence: number): { next: string | null; seconds: number | null } {
+    const lock = this.state.lock;
+    const next = lock ? (lock.fence > fence ? lock.holder.name : (lock.queue[0]?.name ?? null)) : null;
+    const seconds = this.lastActiveAt > 0 ? Math.round((Date.now() - this.lastActiveAt) / 1000) : null;
+    return { next, seconds };
   }
 
   private nextRemote(changes: Change[] | null): NoteState['remote'] {
@@ -562,6 +743,7 @@ export class NoteSession {
       return;
     }
     edit.sent = true;
+    this.lastActiveAt = Date.now();
     this.store.refresh();
     this.socket
       .request<AckMsg>({
@@ -585,6 +767,8 @@ export class NoteSession {
       return;
     }
     this.replica.applyOwn(edit.changes, ack.version);
+    this.carets.edit(ack.version, edit.changes);
+    if (this.token.role === 'holder') this.caretThrottle.trigger(); // now in a newer version
     const draft = this.state.draft;
     this.patch({
       version: ack.version,

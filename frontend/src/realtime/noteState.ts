@@ -3,7 +3,7 @@
  * publishes it to React (`useSyncExternalStore`): every change makes a new object, and
  * listeners hear only about real changes.
  */
-import type { Access, Lock, User } from '../api/types';
+import type { Access, Lock, User, UserBrief } from '../api/types';
 import type { Change } from '../lib/text';
 import { DisconnectedError, ProtocolError } from './socket';
 
@@ -12,6 +12,13 @@ export type TokenRole = 'none' | 'acquiring' | 'waiting' | 'catching-up' | 'hold
 export interface Draft {
   text: string;
   reason: string;
+}
+
+/** The writer's caret as a viewer draws it: code points in `text`, clamped to it. */
+export interface WriterCaret {
+  name: string;
+  anchor: number;
+  head: number;
 }
 
 export interface NoteState {
@@ -37,6 +44,14 @@ export interface NoteState {
   notice: string | null;
   /** The last remote changes applied (the editor applies them as one transaction; null: replace all). */
   remote: { seq: number; changes: Change[] | null };
+  /** Viewers only: where the token holder's caret is, once this copy has caught up with it. */
+  caret: WriterCaret | null;
+  /** Holder only: an idle hand-off is coming at `deadline` (clock time) unless the user keeps editing. */
+  idleWarning: { deadline: number } | null;
+  /** Holder only: who asked for the token (`edit_request`), oldest first. */
+  editRequests: UserBrief[];
+  /** Waiter only: what came of asking the holder for the token. */
+  askStatus: string | null;
 }
 
 export const LOSS_REASONS: Record<string, string> = {
@@ -47,6 +62,7 @@ export const LOSS_REASONS: Record<string, string> = {
   diverged: 'The note changed on the server while your edits were not yet saved.',
   taken: 'Someone else holds the write token now.',
   refused: 'The server refused your last edit.',
+  idle: 'The write token was handed to the next person in line after you were idle.',
 };
 
 export function initialNoteState(noteId: string): NoteState {
@@ -70,6 +86,10 @@ export function initialNoteState(noteId: string): NoteState {
     draft: null,
     notice: null,
     remote: { seq: 0, changes: null },
+    caret: null,
+    idleWarning: null,
+    editRequests: [],
+    askStatus: null,
   };
 }
 

@@ -51,6 +51,17 @@ describe('CollabSocket handshake', () => {
     ws.receive({ type: 'lock', note: 'n1', lock: null });
     expect(seen).toEqual(['granted', 'lock']);
   });
+
+  it('sends a frame without a rid only while connected (the caret)', () => {
+    const h = harness();
+    h.socket.start();
+    expect(h.socket.send({ type: 'caret', note: 'n1' })).toBe(false);
+    const ws = h.connect();
+    expect(h.socket.send({ type: 'caret', note: 'n1', fence: 2, version: 3, anchor: 0, head: 1 })).toBe(true);
+    expect(ws.last('caret')).toEqual({ type: 'caret', note: 'n1', fence: 2, version: 3, anchor: 0, head: 1 });
+    ws.serverClose(1001);
+    expect(h.socket.send({ type: 'caret', note: 'n1' })).toBe(false);
+  });
 });
 
 describe('CollabSocket heartbeats', () => {

@@ -195,6 +195,17 @@ export class CollabSocket {
     });
   }
 
+  /** Send a frame that gets no reply when accepted (`caret`); false when not connected. */
+  send(msg: Outgoing): boolean {
+    if (!this.connected || !this.ws || this.ws.readyState !== OPEN) return false;
+    try {
+      this.ws.send(JSON.stringify(msg));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Swap in a fresh token in-band (`refresh`); it is also used by every later `hello`. */
   async refreshToken(token: string): Promise<void> {
     if (!this.connected) return; // the next hello reads the new token via getToken()

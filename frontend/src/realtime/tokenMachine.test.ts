@@ -39,11 +39,14 @@ const EVENTS: { [K in TokenEventType]: Extract<TokenEvent, { type: K }> } = {
   'heartbeat-ack': { type: 'heartbeat-ack', leaseFence: 5, deadline: 4000, sentAt: 150 },
   welcome: { type: 'welcome', leaseFence: null, deadline: 0 },
   resubscribed: { type: 'resubscribed', resumed: true, inQueue: false },
+  'idle-warning': { type: 'idle-warning', fence: 5, deadline: 9000 },
+  keep: { type: 'keep' },
+  kept: { type: 'kept' },
 };
 
 type Outcome = [TokenRole, string[]];
 const GRANT = ['note-fence', 'notice', 'set-deadline', 'sync-after-grant'];
-const LOSE = ['keep-draft', 'clear-deadline', 'notice'];
+const LOSE = ['keep-draft', 'clear-deadline', 'warn-idle', 'notice'];
 const same = (role: TokenRole): Outcome => [role, []];
 
 /** Expected next role and command types for every role x every event. */
@@ -60,8 +63,8 @@ const EXPECTED: Record<TokenEventType, Record<TokenRole, Outcome>> = {
     none: same('none'),
     acquiring: ['none', ['send-release']],
     waiting: ['none', ['send-release']],
-    'catching-up': ['releasing', ['flush', 'release-when-flushed']],
-    holder: ['releasing', ['flush', 'release-when-flushed']],
+    'catching-up': ['releasing', ['warn-idle', 'flush', 'release-when-flushed']],
+    holder: ['releasing', ['warn-idle', 'flush', 'release-when-flushed']],
     releasing: same('releasing'),
   },
   queued: {
@@ -167,6 +170,30 @@ const EXPECTED: Record<TokenEventType, Record<TokenRole, Outcome>> = {
     'catching-up': same('catching-up'),
     holder: ['holder', ['flush']],
     releasing: ['releasing', ['flush', 'release-when-flushed']],
+  },
+  'idle-warning': {
+    none: same('none'),
+    acquiring: same('acquiring'),
+    waiting: same('waiting'),
+    'catching-up': ['catching-up', ['warn-idle']],
+    holder: ['holder', ['warn-idle']],
+    releasing: ['releasing', ['warn-idle']],
+  },
+  keep: {
+    none: same('none'),
+    acquiring: same('acquiring'),
+    waiting: same('waiting'),
+    'catching-up': ['catching-up', ['warn-idle', 'send-keep']],
+    holder: ['holder', ['warn-idle', 'send-keep']],
+    releasing: ['releasing', ['warn-idle']],
+  },
+  kept: {
+    none: same('none'),
+    acquiring: same('acquiring'),
+    waiting: same('waiting'),
+    'catching-up': ['catching-up', ['warn-idle']],
+    holder: ['holder', ['warn-idle']],
+    releasing: ['releasing', ['warn-idle']],
   },
 };
 
@@ -285,5 +312,44 @@ describe('token machine: details', () => {
       { type: 'send-release', fence: 5, settle: true },
     ]);
     expect(step(STATES.waiting, EVENTS.release).commands).toEqual([{ type: 'send-release', fence: null, settle: false }]);
+  });
+});
+
+describe('token machine: idle hand-off', () => {
+  it('shows a warning only for the token held now, and withdraws it on null', () => {
+    expect(step(STATES.holder, EVENTS['idle-warning']).commands).toEqual([{ type: 'warn-idle', deadline: 9000 }]);
+    expect(step(STATES.holder, { ...EVENTS['idle-warning'], fence: 4 }).commands).toEqual([]);
+    expect(step(STATES.holder, { ...EVENTS['idle-warning'], deadline: null }).commands).toEqual([
+      { type: 'warn-idle', deadline: null },
+    ]);
+  });
+
+  it('never warns while releasing: the token is being handed back anyway', () => {
+    expect(step(STATES.releasing, EVENTS['idle-warning']).commands).toEqual([{ type: 'warn-idle', deadline: null }]);
+  });
+
+  it('sends keep only while holding, and takes the warning away at once', () => {
+    const out = step(STATES.holder, EVENTS.keep);
+    expect(out.state).toBe(STATES.holder);
+    expect(out.commands).toEqual([{ type: 'warn-idle', deadline: null }, { type: 'send-keep' }]);
+    expect(step(STATES.waiting, EVENTS.keep).commands).toEqual([]);
+  });
+
+  it('ends the claim on lease_lost idle: read-only, warning gone, the idle notice shown', () => {
+    const out = step(STATES.holder, { type: 'lease-lost', fence: 5, reason: 'idle' });
+    expect(out.state).toMatchObject({ role: 'none', want: 'none', fence: null });
+    expect(out.commands).toEqual([
+      { type: 'note-fence', fence: 5 },
+      { type: 'keep-draft', reason: 'idle' },
+      { type: 'clear-deadline' },
+      { type: 'warn-idle', deadline: null },
+      { type: 'notice', reason: 'idle' },
+    ]);
+  });
+
+  it('ignores lease_lost idle for an older token', () => {
+    const out = step(STATES.holder, { type: 'lease-lost', fence: 4, reason: 'idle' });
+    expect(out.state).toBe(STATES.holder);
+    expect(out.commands).toEqual([{ type: 'note-fence', fence: 4 }]);
   });
 });

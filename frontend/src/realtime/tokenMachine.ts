@@ -13,6 +13,10 @@
  *   base is current (otherwise it would be refused as `stale`).
  * - `holder`: granted and caught up: typing is sent.
  * - `releasing`: the user let go; the last edits are being saved before `release`.
+ *
+ * The idle hand-off (protocol.md, "Idle hand-off") reaches the machine too: a warning for the
+ * token held is shown only while holding, "keep editing" is sent only while holding, and a
+ * `lease_lost` with reason `idle` ends the claim like any loss (with its own notice).
  */
 import type { TokenRole } from './noteState';
 
@@ -76,7 +80,13 @@ export type TokenEvent =
   /** A new `welcome`: the leases the (possibly resumed) session still has. */
   | { type: 'welcome'; leaseFence: number | null; deadline: number }
   /** The note was subscribed again after a welcome. */
-  | { type: 'resubscribed'; resumed: boolean; inQueue: boolean };
+  | { type: 'resubscribed'; resumed: boolean; inQueue: boolean }
+  /** `idle_warning` push: the hand-off of `fence` at clock time `deadline`, or (null) withdrawn. */
+  | { type: 'idle-warning'; fence: number; deadline: number | null }
+  /** The user chose "keep editing". */
+  | { type: 'keep' }
+  /** `keep` answered: the idle clock restarted. */
+  | { type: 'kept' };
 
 export type TokenEventType = TokenEvent['type'];
 
@@ -98,7 +108,10 @@ export type TokenCommand =
   /** Unsent edits become a visible draft (with this reason); the editor shows the server text. */
   | { type: 'keep-draft'; reason: string }
   /** `reason` is a key of LOSS_REASONS, or `text` is shown as is; both null clear it. */
-  | { type: 'notice'; reason: string | null; text?: string };
+  | { type: 'notice'; reason: string | null; text?: string }
+  /** Show the idle hand-off warning with its deadline (clock time), or (null) take it away. */
+  | { type: 'warn-idle'; deadline: number | null }
+  | { type: 'send-keep' };
 
 export interface Step {
   state: TokenState;
@@ -155,6 +168,7 @@ function lose(state: TokenState, reason: string): Step {
     commands: [
       { type: 'keep-draft', reason },
       { type: 'clear-deadline' },
+      { type: 'warn-idle', deadline: null },
       { type: 'notice', reason: releasing ? null : reason },
     ],
   };
@@ -213,10 +227,22 @@ function leaveLine(state: TokenState): Step {
   };
 }
 
+/** A warning about the token held now (not an older one) is shown; null withdraws it. */
+function idleWarning(state: TokenState, e: Extract<TokenEvent, { type: 'idle-warning' }>): Step {
+  if (e.fence !== state.fence) return stay(state);
+  return { state, commands: [{ type: 'warn-idle', deadline: e.deadline }] };
+}
+
+function keep(state: TokenState): Step {
+  return { state, commands: [{ type: 'warn-idle', deadline: null }, { type: 'send-keep' }] };
+}
+
+const unwarn = (state: TokenState): Step => ({ state, commands: [{ type: 'warn-idle', deadline: null }] });
+
 function startReleasing(state: TokenState): Step {
   return {
     state: { ...state, role: 'releasing', want: 'none' },
-    commands: [{ type: 'flush' }, { type: 'release-when-flushed' }],
+    commands: [{ type: 'warn-idle', deadline: null }, { type: 'flush' }, { type: 'release-when-flushed' }],
   };
 }
 
@@ -234,6 +260,7 @@ const held = {
   released: (s: TokenState) => stay(s),
   'outbox-idle': (s: TokenState) => stay(s),
   request: (s: TokenState) => stay(s),
+  kept: unwarn,
 } satisfies Partial<Row>;
 
 export const transitions: Record<TokenRole, Row> = {
@@ -257,6 +284,9 @@ export const transitions: Record<TokenRole, Row> = {
       if (s.want === 'wait') return acquire(s, 'wait', true, false);
       return stay(s);
     },
+    'idle-warning': stay,
+    keep: stay,
+    kept: stay,
   },
   acquiring: {
     request: (s) => acquire(s, 'wait', true, true),
@@ -274,6 +304,9 @@ export const transitions: Record<TokenRole, Row> = {
     'heartbeat-ack': stay,
     welcome: stay,
     resubscribed: stay,
+    'idle-warning': stay,
+    keep: stay,
+    kept: stay,
   },
   waiting: {
     request: (s) => acquire(s, 'wait', true, true),
@@ -292,6 +325,9 @@ export const transitions: Record<TokenRole, Row> = {
     welcome: stay,
     // A new session is not in the line; a resumed one is, unless the line forgot it.
     resubscribed: (s, e) => (!e.resumed || !e.inQueue ? acquire(s, 'wait', true, false) : stay(s)),
+    'idle-warning': stay,
+    keep: stay,
+    kept: stay,
   },
   'catching-up': {
     ...held,
@@ -300,6 +336,8 @@ export const transitions: Record<TokenRole, Row> = {
       e.fence === s.fence ? { state: { ...s, role: 'holder' }, commands: [{ type: 'flush' }] } : stay(s),
     lock: takenByNewerFence,
     resubscribed: stay,
+    'idle-warning': idleWarning,
+    keep,
   },
   holder: {
     ...held,
@@ -307,6 +345,8 @@ export const transitions: Record<TokenRole, Row> = {
     'caught-up': stay,
     lock: takenByNewerFence,
     resubscribed: (s) => ({ state: s, commands: [{ type: 'flush' }] }),
+    'idle-warning': idleWarning,
+    keep,
   },
   releasing: {
     ...held,
@@ -319,6 +359,9 @@ export const transitions: Record<TokenRole, Row> = {
     }),
     lock: stay,
     resubscribed: (s) => ({ state: s, commands: [{ type: 'flush' }, { type: 'release-when-flushed' }] }),
+    // The token is being handed back anyway: no warning, nothing to keep.
+    'idle-warning': unwarn,
+    keep: unwarn,
   },
 };
 
