@@ -84,6 +84,6 @@ def test_fuzz_http_api(
     summary = out[out.rfind("SUMMARY") :] if "SUMMARY" in out else out[-3000:]
     print(f"\nschemathesis ({kind}, {examples} examples/operation):\n{summary}")
     assert done.returncode == 0, out[-12000:]
-    assert "generated" in summary and "Tested: 25" in summary
+    assert "generated" in summary and "Tested: 27" in summary
     assert httpx.get(server.url + "/livez", timeout=5).status_code == 200
     assert "unhandled error" not in server.log()
