@@ -1,6 +1,7 @@
 """``bus_pair`` yields two started buses of one backend -- two "replicas" --
 with their recorders: Redis (the shared test server, a unique channel
-prefix) and the memory twin (one ``MemoryBroker``)."""
+prefix), a Redis Cluster (sharded pub/sub, ``tests/redis_modes/topology.py``)
+and the memory twin (one ``MemoryBroker``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collab.bus.memory import MemoryBroker, MemoryBus
 from collab.bus.redis import RedisBus
 from tests.bus.helpers import FAST, Recorder
 from tests.leases.helpers import unique_prefix
+from tests.redis_modes.topology import CLUSTER_OPTIONS, redis_cluster_url
 from tests.support.services import redis_url
 
 
@@ -26,12 +28,16 @@ class BusPair:
     rec_b: Recorder
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=["redis", "cluster", "memory"])
 async def bus_pair(request: pytest.FixtureRequest) -> AsyncIterator[BusPair]:
     if request.param == "redis":
         prefix = unique_prefix()
         a: Bus = RedisBus(redis_url(), prefix=prefix, replica_id="a", timing=FAST)
         b: Bus = RedisBus(redis_url(), prefix=prefix, replica_id="b", timing=FAST)
+    elif request.param == "cluster":
+        prefix, url = unique_prefix(), redis_cluster_url()
+        a = RedisBus(url, prefix=prefix, replica_id="a", timing=FAST, options=CLUSTER_OPTIONS)
+        b = RedisBus(url, prefix=prefix, replica_id="b", timing=FAST, options=CLUSTER_OPTIONS)
     else:
         broker = MemoryBroker()
         a, b = MemoryBus(broker), MemoryBus(broker)
