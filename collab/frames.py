@@ -82,6 +82,11 @@ def welcome(
     return {
         "type": "welcome", "rid": rid, "protocol": protocol, "session": session,
         "user": user.wire(), "server": server, "heartbeat_ms": heartbeat_ms,
+def subscribed(rid: Rid, note: str, version: int) -> Frame:
+    """The reply to a ``subscribe`` of a note the socket already watches."""
+    return {"type": "subscribed", "rid": rid, "note": note, "version": version}
+
+
         "lease_ttl_ms": lease_ttl_ms, "resumed": resumed, "leases": leases,
     }  # fmt: skip
 

@@ -265,11 +265,15 @@ class Hub:
         return await self.access_of(user, note)
 
     # -- subscriptions -------------------------------------------------------------
-    async def subscribe(self, peer: Peer, note_id: str, rid: Rid) -> None:
-        if (
-            self.sockets.delivered(peer, note_id) is None
-            and len(self.sockets.subscriptions(peer)) >= self.settings.max_subscriptions_per_socket
-        ):
+    async def subscribe(self, peer: Peer, note_id: str, rid: Rid) -> dict[str, Any] | None:
+        """Send the note's snapshot and push its changes from then on; None
+        when the snapshot went out, else the reply. Subscribing again is
+        answered with ``subscribed`` and sends nothing more: a client that
+        repeats it must not make the replica queue the whole note again."""
+        have = self.sockets.delivered(peer, note_id)
+        if have is not None:
+            return frames.subscribed(rid, note_id, have)
+        if len(self.sockets.subscriptions(peer)) >= self.settings.max_subscriptions_per_socket:
             self.metrics.rate_limited.labels("subscriptions").inc()
             raise RateLimited(
                 f"at most {self.settings.max_subscriptions_per_socket} subscriptions per socket"
@@ -302,6 +306,7 @@ class Hub:
         if changed:
             await self.publish(events.presence(note_id))
 
+        return None
     async def unsubscribe(self, peer: Peer, note_id: str) -> None:
         if self.sockets.unsubscribe(peer, note_id):
             self._forget_note(note_id)

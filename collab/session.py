@@ -34,6 +34,7 @@ from collab.connection import (
     Send,
 )
 from collab.errors import CollabError, Forbidden, Internal, RateLimited
+from collab.outbox import Outbox
 from collab.types import Access, User
 
 if TYPE_CHECKING:
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
     from collab.settings import Settings
 
 log = logging.getLogger("collab.session")
+
+# How long one outbound frame (a last error, the close frame) may take to go
+# out while the socket closes, before the connection is dropped instead.
+CLOSE_SEND_S = 1.0
 
 
 def protocol_config(s: Settings) -> Config:
@@ -77,7 +82,8 @@ class Connection:
         self.user = User("", "", "guest")
         self.access: dict[str, Access] = {}
         self.protocol = ConnectionProtocol(protocol_config(self.settings), time.monotonic())
-        self._out: asyncio.Queue[str] = asyncio.Queue(maxsize=self.settings.outbound_queue_max)
+        self._out = Outbox(self.settings.outbound_queue_max, self.settings.outbound_buffer_bytes)
+        self._slow = False  # dropped for not reading: no close handshake is waited for
         self._close: Close | None = None
         self._closed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -88,9 +94,9 @@ class Connection:
     def push(self, frame: str) -> None:
         if self._close is not None:
             return
-        try:
-            self._out.put_nowait(frame)
-        except asyncio.QueueFull:
+        if not self._out.put(frame):
+            self._slow = True
+            self._out.clear()  # freed now, not when the peer gets round to reading
             self.rt.metrics.slow_consumers.inc()
             self._perform(self.protocol.queue_full())
 
@@ -228,8 +234,7 @@ class Connection:
         if isinstance(msg, m.Edit):
             return await hub.edits.edit(self, msg)
         if isinstance(msg, m.Subscribe):
-            await hub.subscribe(self, msg.note, msg.rid)
-            return None
+            return await hub.subscribe(self, msg.note, msg.rid)
         if isinstance(msg, m.Unsubscribe):
             await hub.unsubscribe(self, msg.note)
             return frames.unsubscribed(msg.rid, msg.note)
@@ -299,7 +304,27 @@ class Connection:
         # Drain what is already queued (best effort) so the last error frame
         # reaches the client before the close, unless the close says not to.
         with contextlib.suppress(Exception):
-            while close.flush and not self._out.empty():
-                await asyncio.wait_for(self.ws.send_text(self._out.get_nowait()), 1.0)
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=int(close.code), reason=close.reason[:120])
+            while close.flush and (frame := self._out.get_nowait()) is not None:
+                await asyncio.wait_for(self.ws.send_text(frame), CLOSE_SEND_S)
+        self._out.clear()
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=int(close.code), reason=close.reason[:120]), CLOSE_SEND_S
+            )
+        except TimeoutError:
+            self._abort()
+        except Exception:
+            log.debug("close frame not sent", exc_info=True)
+
+    def _abort(self) -> None:
+        """Drop the TCP connection without a close handshake, through the hook
+        ``collab serve`` puts in the scope (``cli.AbortableWebSocketProtocol``).
+        Under another ASGI server, the server's own ping timeout ends it."""
+        abort = self.ws.scope.get("collab.abort")
+        if callable(abort):
+            abort()
+        if self._slow:
+            # A client that does not read would never take the close frame
+            # either: sending it would wait on the transport forever.
+            self._abort()
+            return

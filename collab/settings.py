@@ -151,6 +151,9 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     hello_timeout_s: float = 10.0
     outbound_queue_max: int = 1024
+    # Bytes of frames one socket may have waiting (plus one frame of any size
+    # into an empty buffer): a client that does not read is dropped past it.
+    outbound_buffer_bytes: int = 8 * 1024 * 1024
     max_subscriptions_per_socket: int = 100
     max_sockets_per_user: int = 20
     max_bad_frames: int = 20
@@ -270,6 +273,7 @@ class Settings:
         need(self.max_frame_bytes >= 1024, "max_frame_bytes", "must be at least 1024")
         need(self.max_note_chars >= 1, "max_note_chars", "must be positive")
         need(self.outbound_queue_max >= 8, "outbound_queue_max", "must be at least 8")
+        need(self.outbound_buffer_bytes >= 65536, "outbound_buffer_bytes", "must be at least 65536")
         need(self.jwt_algorithm in _ALGORITHMS, "jwt_algorithm", f"one of {sorted(_ALGORITHMS)}")
         need(self.jwt_ttl_s >= 60, "jwt_ttl_s", "must be at least 60")
         need(

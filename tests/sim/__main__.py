@@ -22,13 +22,14 @@ from tests.sim.run import digest, run_seed
 _MAX_REPORTED = 5
 
 
-def _run(seeds: range) -> tuple[int, int, list[str]]:
-    """Worker: (seeds run, events recorded, failure reports)."""
+def _run(seeds: range) -> tuple[int, int, int, list[str]]:
+    """Worker: (seeds run, events recorded, idle hand-offs, failure reports)."""
     logging.disable(logging.CRITICAL)  # replicas log every injected fault
-    events, reports = 0, []
+    events, handoffs, reports = 0, 0, []
     for seed in seeds:
         history = run_seed(seed)
         events += history.events
+        handoffs += history.idle_handoffs
         if history.problems:
             lines = [f"seed {seed} FAILED:", *(f"  {p}" for p in history.problems[:10])]
             lines.append(f"  replay: PYTHONHASHSEED={os.environ['PYTHONHASHSEED']} "
@@ -36,7 +37,7 @@ def _run(seeds: range) -> tuple[int, int, list[str]]:
             reports.append("\n".join(lines))
             if len(reports) >= _MAX_REPORTED:
                 break
-    return len(seeds), events, reports
+    return len(seeds), events, handoffs, reports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
             results = pool.map(_run, parts)
     elapsed = time.perf_counter() - began
     ran = sum(r[0] for r in results)
-    reports = [text for r in results for text in r[2]]
+    reports = [text for r in results for text in r[3]]
     for text in reports:
         print(text)
     print(f"{ran} seeds from {start} ({jobs} jobs): {len(reports)} failed, {elapsed:.1f} s, "
-          f"{ran / elapsed:.1f} seeds/s, {sum(r[1] for r in results)} recorded events")  # fmt: skip
+          f"{ran / elapsed:.1f} seeds/s, {sum(r[1] for r in results)} recorded events, "
+          f"{sum(r[2] for r in results)} idle hand-offs")  # fmt: skip
     return 1 if reports else 0
 
 

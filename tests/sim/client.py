@@ -8,6 +8,7 @@ writing with its old fence, as a stalled writer would)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import uuid
@@ -49,9 +50,10 @@ class SimPeer:
         return self.seq
 
     def push(self, frame: str) -> None:
+        msg = orjson.loads(frame)
+        self._history.pushed(self.session, msg)
         if self.cut or self.closed is not None:
             return
-        msg = orjson.loads(frame)
         self._check_order(msg)
         self.inbox.append(msg)
 
@@ -95,6 +97,8 @@ class SimClient:
         self.dead = False
         self.quiet = False  # end of run: stop taking the token and typing
         self.last_heartbeat = -1.0
+        self.idle_until = -1.0  # holds its tokens but types nothing until then
+        self.walked_away = False  # while idle: ignores the idle warning
 
     # -- the socket ------------------------------------------------------------------
     async def connect(self) -> None:
@@ -173,7 +177,9 @@ class SimClient:
             return
         if note in self.pending:
             await self.send_edit(self.pending[note])
-        elif note in self.held and not self.quiet:
+        elif note in self.held and (self.quiet or now < self.idle_until):
+            return  # holds it and types nothing: the idle clock runs
+        elif note in self.held:
             if self.rng.random() < 0.15:
                 fence = self.held.pop(note)
                 await self.request(lambda h, p: h.tokens.release(p, note, fence, 0))
@@ -200,6 +206,32 @@ class SimClient:
             self.world.history.granted(self.session or "", note, int(msg["fence"]), self.user.id)
         elif kind == "lease_lost":
             self.held.pop(note, None)
+        elif kind == "idle_warning" and msg["handoff_in_ms"] is not None:
+            self.on_idle_warning(note)
+
+    def on_idle_warning(self, note: str) -> None:
+        """At the keyboard, half the time "keep editing" is pressed; someone
+        who walked away does not see the warning."""
+        if not self.walked_away and self.rng.random() < 0.5:
+            self.world.spawn(self.keep(note))
+
+    async def keep(self, note: str) -> None:
+        """ "Keep editing", pressed by someone idle at the keyboard."""
+        with contextlib.suppress(SocketGone):
+            await self.request(
+                lambda h, p: self._arrive(p, note, lambda: h.handoff.keep(p, note, 0))
+            )
+
+    async def _arrive(self, peer: SimPeer, note: str, call: Any) -> Any:
+        """An edit or ``keep`` reaches the replica now: recorded as activity."""
+        self.world.history.active(peer.session, note)
+        reply = call()
+        return await reply if asyncio.iscoroutine(reply) else reply
+
+    def idle(self, seconds: float, walked_away: bool) -> None:
+        self.world.history.log(f"c{self.index} idles {seconds:.2f}s away={walked_away}")
+        self.idle_until = asyncio.get_running_loop().time() + seconds
+        self.walked_away = walked_away
 
     async def type_into(self, note: str) -> None:
         assert self.peer is not None
@@ -212,7 +244,9 @@ class SimClient:
         await self.send_edit(edit)
 
     async def send_edit(self, edit: Edit) -> None:
-        reply = await self.request(lambda h, p: h.edits.edit(p, edit))
+        reply = await self.request(
+            lambda h, p: self._arrive(p, edit.note, lambda: h.edits.edit(p, edit))
+        )
         code = reply.get("error", {}).get("code") if "error" in reply else reply.get("code")
         if reply.get("type") == "ack":
             del self.pending[edit.note]

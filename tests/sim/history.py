@@ -47,6 +47,14 @@ class History:
     sessions: dict[str, str] = field(default_factory=dict)  # session -> user
     trace: list[str] = field(default_factory=list)
     events: int = 0
+    idle_warning_s: float = 0.0  # the run's COLLAB_IDLE_WARNING_S
+    # (session, note) -> idle warnings pushed: (time, fence, handoff_in_ms or None)
+    warnings: dict[tuple[str, str], list[tuple[float, int, int | None]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    # (session, note) -> when an edit or a ``keep`` from it reached a replica
+    activity: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
+    idle_handoffs: int = 0
 
     @staticmethod
     def now() -> float:
@@ -104,6 +112,42 @@ class History:
         if session not in holders:
             self.fail(f"{session[:6]} told granted fence {fence} of {note[:6]}, "
                       f"which the store raised for {holders}")  # fmt: skip
+
+    def active(self, session: str, note: str) -> None:
+        """An edit or ``keep`` from ``session`` reached its replica."""
+        self.activity[(session, note)].append(self.now())
+
+    def pushed(self, session: str, msg: dict[str, Any]) -> None:
+        """A replica pushed ``msg`` to the session's socket (whether or not the
+        network then delivered it): the idle hand-off is checked from these."""
+        kind, note = msg.get("type"), str(msg.get("note"))
+        if kind == "idle_warning":
+            self.log(f"idle warning {session[:6]} {note[:6]} {msg['handoff_in_ms']}")
+            self.warnings[(session, note)].append(
+                (self.now(), int(msg["fence"]), msg["handoff_in_ms"])
+            )
+        elif kind == "lease_lost" and msg.get("reason") == "idle":
+            self.log(f"idle hand-off {session[:6]} {note[:6]} f{msg['fence']}")
+            self.idle_handoffs += 1
+            self._check_idle_handoff(session, note, int(msg["fence"]))
+
+    def _check_idle_handoff(self, session: str, note: str, fence: int) -> None:
+        """A holder is handed off only after a warning for that token, at
+        least the warning time before, with no keystroke or ``keep`` from it
+        during that warning."""
+        said = [(t, ms) for t, f, ms in self.warnings.get((session, note), []) if f == fence]
+        if not said or said[-1][1] is None:
+            self.fail(f"{session[:6]} handed off {note[:6]} f{fence} with no warning in force")
+            return
+        warned = said[-1][0]
+        if self.now() - warned < self.idle_warning_s:
+            self.fail(f"{session[:6]} handed off {note[:6]} {self.now() - warned:.3f}s after "
+                      f"its warning, under the {self.idle_warning_s}s promised")  # fmt: skip
+        window = (warned, warned + self.idle_warning_s)
+        busy = [t for t in self.activity.get((session, note), []) if window[0] < t < window[1]]
+        if busy:
+            self.fail(f"{session[:6]} handed off {note[:6]} although active at t={busy[0]:.3f} "
+                      f"during its warning")  # fmt: skip
 
     def acked(self, session: str, note: str, op: str, version: int) -> None:
         self.log(f"ack {session[:6]} {note[:6]} {op[:6]} v{version}")

@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
+from collab import handoff
 from collab.edits import EditFeed
 from collab.leases.memory import MemoryLeaseStore
 from collab.store import memory
 from collab.store.base import FenceAdvance
+from collab.token_book import TokenBook, idle_step
 from collab.tokens import Tokens
 from tests.sim import world
 from tests.sim.run import digest, run_seed
@@ -123,3 +125,30 @@ def test_it_catches_a_dead_holders_token_that_does_not_move(
     # A lock-delay that never ends: the waiter behind a dead holder waits forever.
     monkeypatch.setattr(MemoryLeaseStore, "_lock_delay_left", lambda self, note, s, now: 1e9)
     assert any("did not move" in p or "not granted" in p for p in _finds(5))
+
+
+def test_it_catches_a_hand_off_despite_keep_editing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def restarts_the_clock_only(self: TokenBook, session: str, note: str, now: float) -> Any:
+        held = self.holding(session, note)
+        if held is not None:
+            held.active_at = now  # the warning in force is forgotten to be voided
+        return held
+
+    monkeypatch.setattr(TokenBook, "active", restarts_the_clock_only)
+    assert any("although active" in p for p in _finds())
+
+
+def test_it_catches_a_hand_off_sooner_than_warned(monkeypatch: pytest.MonkeyPatch) -> None:
+    def short_warning(held: Any, now: float, idle_s: float, warn_s: float, waited: bool) -> Any:
+        return idle_step(held, now, idle_s, 0.1, waited)
+
+    monkeypatch.setattr(handoff, "idle_step", short_warning)
+    assert any("after its warning" in p for p in _finds())
+
+
+def test_it_catches_an_idle_token_that_does_not_move(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def never(self: Any) -> None:
+        return None
+
+    monkeypatch.setattr(handoff.Handoff, "tick", never)
+    assert any("idle holder's token did not move" in p for p in _finds(3))

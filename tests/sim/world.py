@@ -28,10 +28,11 @@ from collab.settings import Settings
 from collab.types import User
 from tests.sim.backends import Backends, Knobs, Latent, RecordingStore
 from tests.sim.client import SimClient
-from tests.sim.handoff import check_handoff
+from tests.sim.handoff import check_handoff, check_idle_handoff
 from tests.sim.history import History
 
 HEARTBEAT_MS, TTL_MS, LOCK_DELAY_MS = 100, 300, 100
+IDLE_HANDOFF_S, IDLE_WARNING_S = 1.5, 0.5
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class World:
         self.seed = seed
         self.shape = shape
         self.rng = random.Random(seed)
-        self.history = History()
+        self.history = History(idle_warning_s=IDLE_WARNING_S)
         self.heartbeat_s = HEARTBEAT_MS / 1000.0
         self.running = True
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -107,6 +108,7 @@ class World:
         settings = Settings(
             heartbeat_ms=HEARTBEAT_MS, lease_ttl_ms=TTL_MS, lock_delay_ms=LOCK_DELAY_MS,
             reconcile_interval_s=0.2, replica_id=f"r{index}", jwt_secret="s" * 40,
+            idle_handoff_s=IDLE_HANDOFF_S, idle_warning_s=IDLE_WARNING_S,
         )  # fmt: skip
         store: Any = Latent(self.recording, b, lambda: b.knobs.db_fail)
         redis: Any = lambda twin: Latent(twin, b, lambda: b.knobs.redis_fail,  # noqa: E731
@@ -232,6 +234,7 @@ class World:
         # out within TTL + lock-delay after that.
         await asyncio.sleep(3.0 + (TTL_MS + LOCK_DELAY_MS) * 3 / 1000.0)
         await check_handoff(self, TTL_MS / 1000.0, LOCK_DELAY_MS / 1000.0)
+        await check_idle_handoff(self, IDLE_HANDOFF_S, IDLE_WARNING_S)
         await asyncio.sleep((TTL_MS + LOCK_DELAY_MS) * 3 / 1000.0)
         for hub in self.live_hubs():
             where = hub.replica_id
@@ -335,6 +338,14 @@ async def tab_stall(w: World) -> None:
         w.spawn(client.stall(w.rng.uniform(0.4, 1.2)))
 
 
+async def holder_idles(w: World) -> None:
+    """Someone holding a token stops typing for a while, at the keyboard
+    (answers the idle warning) or walked away (does not)."""
+    holders = [c for c in w.clients if c.held and not c.dead]
+    if holders:
+        w.rng.choice(holders).idle(w.rng.uniform(0.5, 3.0), walked_away=w.rng.random() < 0.5)
+
+
 async def access_removed(w: World) -> None:
     """The owner takes a user's write grant away; the event may be lost."""
     note = w.rng.choice(w.notes)
@@ -385,6 +396,7 @@ FAULTS = (
     redis_restart, evict_fence_counter, redis_unreachable, subscription_lost,
     failover_sync, failover_async, replica_crash, replica_drain, socket_cut, tab_stall,
     tab_stall, access_removed, holder_access_removed_silently, access_given, admin_revoke,
+    holder_idles, holder_idles,
 )  # fmt: skip
 
 
