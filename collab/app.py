@@ -149,10 +149,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await hub.start()
         compactor = start_compactor(store, settings)  # edit-log retention
         runtime = Runtime(settings, store, hub, metrics)
+        await runtime.user_slots.start()
         holder["rt"] = runtime
         app.state.runtime = runtime
         RUNTIMES.add(runtime)
-        log.info("collab started", extra={"replica": hub.replica_id, "embedded": settings.embedded})
+        # `server` is what clients see in `welcome` (no pod name): logged
+        # here so an operator can tell which replica a client was on.
+        log.info(
+            "collab started",
+            extra={"replica": hub.replica_id, "server": runtime.server_token,
+                   "embedded": settings.embedded},
+        )  # fmt: skip
         try:
             yield
         finally:
@@ -160,6 +167,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if not hub.draining:
                 await hub.drain()
             await hub.close()
+            await runtime.user_slots.close()
             if compactor is not None:
                 compactor.cancel()
                 await asyncio.gather(compactor, return_exceptions=True)

@@ -154,6 +154,14 @@ class ConnectionProtocol:
         close = self._close(CloseCode.POLICY, "connect rate limit")
         return [Limited("connect"), Send(error.wire()), close]
 
+    def refuse_crowded(self, limit: int) -> list[Action]:
+        """The client's address already has ``limit`` open sockets here;
+        nothing is read. Refused like a connect over the rate."""
+        self._expect(State.HELLO)
+        error = RateLimited(f"at most {limit} open sockets from your address")
+        close = self._close(CloseCode.POLICY, "too many sockets from your address")
+        return [Limited("sockets_per_ip"), Send(error.wire()), close]
+
     def hello_accepted(self, expires_at: float, now: float, wall: float) -> None:
         """The token was good and the session is attached; ``expires_at`` is
         the token's expiry (Unix seconds). The shell sends the welcome."""

@@ -112,7 +112,8 @@ class EditFeed:
             raise Forbidden("you cannot read this note")
         lock = await self.tokens.lock_state(note_id)
         viewers = await self.fanout.viewers(note_id)
-        peer.push(frames.encode(frames.snapshot(note, access, lock, viewers, rid)))
+        guest = self.fanout.audience(peer)
+        peer.push(frames.encode(frames.snapshot(note, access, lock, viewers, rid, guest)))
         if self.sockets.delivered(peer, note_id) is not None:
             self.sockets.deliver(peer, note_id, note.version, at_least=False)
             self.sockets.raise_known(note_id, note.version)

@@ -4,6 +4,9 @@ a builder per frame type keeps them identical wherever a frame is sent."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -14,21 +17,74 @@ from collab.types import Access, LockState, LossReason, Note, User
 Frame = dict[str, Any]
 
 
+class GuestView:
+    """What a guest is told about the people on a note (docs/protocol.md,
+    "What guests see"): their names, each under an alias in place of the
+    account id, and no roles. An alias is a keyed hash of (note, id): stable
+    for one note under one key, so a client can still tell viewers apart,
+    but it names no account and links to nothing on any other note. The key
+    is the replica's own (``Fanout``), so aliases also differ per replica."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def alias(self, note_id: str, ident: str) -> str:
+        mac = hmac.new(self._key, f"{note_id}\x00{ident}".encode(), hashlib.sha256)
+        return "anon-" + mac.hexdigest()[:16]
+
+    def person(self, note_id: str, who: Mapping[str, Any]) -> dict[str, Any]:
+        """A ``USER`` or ``BRIEF`` as a guest sees it: ``{"id": alias, "name"}``."""
+        return {"id": self.alias(note_id, str(who["id"])), "name": who["name"]}
+
+    def viewers(self, note_id: str, viewers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.person(note_id, v) for v in viewers]
+
+    def lock(self, note_id: str, state: LockState | None) -> dict[str, Any] | None:
+        if state is None:
+            return None
+        return {
+            "holder": self.person(note_id, state.holder.brief()),
+            "session": self.alias(note_id, "session\x00" + state.session),
+            "fence": state.fence, "since": state.since,
+            "queue": [self.person(note_id, u.brief()) for u in state.queue],
+        }  # fmt: skip
+
+
+def replica_token(secret: str, replica_id: str) -> str:
+    """The ``server`` field of ``welcome``: stable for a replica id under one
+    JWT key (so clients and tests can tell replicas apart and a restarted pod
+    keeps its token) but it does not reveal the id, which is often a pod
+    name. The "collab started" log line gives each replica's token."""
+    mac = hmac.new(secret.encode(), b"collab-replica\x00" + replica_id.encode(), hashlib.sha256)
+    return "srv-" + mac.hexdigest()[:12]
+
+
 def encode(frame: Frame) -> str:
     """Serialise one server frame (text)."""
     return orjson.dumps(frame).decode()
 
 
 def snapshot(
-    note: Note, access: Access, lock: LockState | None, viewers: list[dict[str, Any]], rid: Rid
-) -> Frame:
+    note: Note, access: Access, lock: LockState | None, viewers: list[dict[str, Any]], rid: Rid,
+    guest: GuestView | None = None,
+) -> Frame:  # fmt: skip
     """The reply to ``subscribe``; also sent with rid null to catch a socket
-    up when the edit log cannot cover its gap."""
+    up when the edit log cannot cover its gap. ``guest`` when it goes to a
+    guest: viewers and lock then name people as ``GuestView`` shows them."""
+    if guest is not None:
+        shown, people = guest.lock(note.id, lock), guest.viewers(note.id, viewers)
+    else:
+        shown, people = (lock.wire() if lock else None), viewers
     return {
         "type": "snapshot", "rid": rid, "note": note.id, "title": note.title,
         "content": note.content, "version": note.version, "access": access,
-        "lock": lock.wire() if lock else None, "viewers": viewers,
+        "lock": shown, "viewers": people,
     }  # fmt: skip
+
+
+def subscribed(rid: Rid, note: str, version: int) -> Frame:
+    """The reply to a ``subscribe`` of a note the socket already watches."""
+    return {"type": "subscribed", "rid": rid, "note": note, "version": version}
 
 
 def changes(rid: Rid, note: str, since: int, to: int, edits: list[Frame]) -> Frame:
@@ -59,11 +115,17 @@ def lease_lost(note: str, fence: int, reason: LossReason) -> Frame:
     return {"type": "lease_lost", "note": note, "fence": fence, "reason": reason}
 
 
-def lock(note: str, state: LockState | None) -> Frame:
+def lock(note: str, state: LockState | None, guest: GuestView | None = None) -> Frame:
+    """``guest`` when it goes to guests (see ``snapshot``)."""
+    if guest is not None:
+        return {"type": "lock", "note": note, "lock": guest.lock(note, state)}
     return {"type": "lock", "note": note, "lock": state.wire() if state else None}
 
 
-def presence(note: str, viewers: list[dict[str, Any]]) -> Frame:
+def presence(note: str, viewers: list[dict[str, Any]], guest: GuestView | None = None) -> Frame:
+    """``guest`` when it goes to guests (see ``snapshot``)."""
+    if guest is not None:
+        return {"type": "presence", "note": note, "viewers": guest.viewers(note, viewers)}
     return {"type": "presence", "note": note, "viewers": viewers}
 
 
@@ -82,11 +144,6 @@ def welcome(
     return {
         "type": "welcome", "rid": rid, "protocol": protocol, "session": session,
         "user": user.wire(), "server": server, "heartbeat_ms": heartbeat_ms,
-def subscribed(rid: Rid, note: str, version: int) -> Frame:
-    """The reply to a ``subscribe`` of a note the socket already watches."""
-    return {"type": "subscribed", "rid": rid, "note": note, "version": version}
-
-
         "lease_ttl_ms": lease_ttl_ms, "resumed": resumed, "leases": leases,
     }  # fmt: skip
 

@@ -297,7 +297,8 @@ class Hub:
             # Registered only now, with no await since the read: an edit
             # event is then either in the snapshot or pushed after it.
             self.sockets.subscribe(peer, note_id, fresh.version)
-            peer.push(frames.encode(frames.snapshot(fresh, access, lock, viewers, rid)))
+            guest = self.fanout.audience(peer)
+            peer.push(frames.encode(frames.snapshot(fresh, access, lock, viewers, rid, guest)))
             self.sockets.raise_known(note_id, fresh.version)
             # Viewers already here that have not seen up to this snapshot's
             # version get the versions in between, in order.

@@ -11,6 +11,8 @@ from typing import Protocol
 
 from starlette.requests import HTTPConnection
 
+from collab import frames
+from collab.admission import AddressSlots, UserSlots, make_socket_admission
 from collab.auth import Claims, HashPool, LoginThrottle, TokenCodec
 from collab.errors import RateLimited, Unauthorized
 from collab.hub import Hub
@@ -114,6 +116,16 @@ class Runtime:
         )
         self.proxy_networks = settings.proxy_networks()
         self.connections = ConnectionSet()
+        # Socket admission: per client address on this replica, counted before
+        # a connection's first await; per user across every replica, one
+        # atomic reservation per socket, renewed each heartbeat interval.
+        self.address_slots = AddressSlots(settings.max_sockets_per_ip)
+        self.user_slots = UserSlots(
+            make_socket_admission(settings), settings.max_sockets_per_user,
+            settings.lease_ttl_ms, settings.heartbeat_ms / 1000.0,
+        )  # fmt: skip
+        # What `welcome` says about the replica: stable, but no pod name.
+        self.server_token = frames.replica_token(settings.jwt_secret, hub.replica_id)
 
     @property
     def draining(self) -> bool:

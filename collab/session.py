@@ -89,6 +89,7 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._attached = False
+        self._user_slot = False  # one of the user's socket slots is held
 
     # -- Peer -------------------------------------------------------------------
     def push(self, frame: str) -> None:
@@ -105,8 +106,24 @@ class Connection:
 
     # -- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
+        # The address's slot is taken before the first await, so concurrent
+        # upgrades from one address are counted one by one; it and the user's
+        # slot are given back however the socket ends.
+        slot = self.rt.address_slots.take(self.client_ip)
+        try:
+            await self._run(slot is not None)
+        finally:
+            if slot is not None:
+                slot.release()
+            if self._user_slot:
+                self._user_slot = False
+                await self.rt.user_slots.release(self.user.id, self.socket_id)
+
+    async def _run(self, address_slot: bool) -> None:
         await self.ws.accept()
-        if self.rt.connect_throttle.take(self.client_ip, time.monotonic()):
+        if not address_slot:
+            await self._act(self.protocol.refuse_crowded(self.rt.address_slots.limit))
+        elif self.rt.connect_throttle.take(self.client_ip, time.monotonic()):
             self._arm_timer()
         else:
             await self._act(self.protocol.refuse_connect())
@@ -199,9 +216,7 @@ class Connection:
         try:
             claims = await self.rt.authenticate(hello.token)
             self.user = claims.user
-            limit = self.settings.max_sockets_per_user
-            if len(self.rt.user_sockets(self.user.id)) >= limit:
-                raise RateLimited(f"at most {limit} sockets per user")
+            await self._reserve_user_slot()
             resumed, leases = await self.hub.attach(self, hello.resume)
         except CollabError as exc:
             await self._act(self.protocol.hello_refused(exc))
@@ -210,11 +225,28 @@ class Connection:
         self.rt.connections.add(self)
         self.protocol.hello_accepted(claims.expires_at, time.monotonic(), time.time())
         await self._send_now(frames.welcome(
-            hello.rid, PROTOCOL_VERSION, self.session, self.user, self.hub.replica_id,
+            hello.rid, PROTOCOL_VERSION, self.session, self.user, self.rt.server_token,
             self.settings.heartbeat_ms, self.settings.lease_ttl_ms, resumed, leases,
         ))  # fmt: skip
         self._writer = asyncio.create_task(self._write())
         self._arm_timer()
+
+    async def _reserve_user_slot(self) -> None:
+        """One of the user's socket slots, reserved atomically across every
+        replica (``collab.admission``); ``rate_limited`` at the limit. Marked
+        held before the await, so a cancelled hello still gives it back."""
+        slots = self.rt.user_slots
+        self._user_slot = True
+        if not await slots.reserve(self.user.id, self.socket_id, self._user_slot_lost):
+            self._user_slot = False
+            self.rt.metrics.rate_limited.labels("sockets_per_user").inc()
+            raise RateLimited(f"at most {slots.limit} open sockets per user")
+
+    def _user_slot_lost(self) -> None:
+        """The slot lapsed (not renewed within its TTL) and the user's other
+        sockets filled the limit meanwhile: this socket is over it."""
+        self._user_slot = False
+        self.close_soon(CloseCode.POLICY, "too many sockets for this user")
 
     async def _dispatch(self, request: Request) -> None:
         try:

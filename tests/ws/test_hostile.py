@@ -3,6 +3,7 @@ server keeps serving everyone else."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -11,7 +12,8 @@ from collections.abc import Callable, Iterator
 import jwt
 import pytest
 
-from tests.support.client import Api, WsClient, new_op
+from collab.frames import replica_token
+from tests.support.client import Api, Frame, WsClient, new_op
 from tests.support.server import JWT_SECRET, ServerProcess
 
 
@@ -277,3 +279,141 @@ async def test_slow_reader_is_dropped(
     assert dropped >= 1, "the non-reading socket was not dropped"
     await still_serving(server)
     await w1.close()
+
+
+async def first_word(ws: WsClient, wait_s: float = 1.0) -> Frame | None:
+    """The first frame a socket gets unasked (a refusal), or None."""
+    try:
+        return await ws.wait_for(lambda f: True, wait_s)
+    except TimeoutError:
+        return None
+
+
+async def test_open_sockets_per_address_are_capped(
+    backend_env: Callable[..., dict[str, str]],
+    spawn_server: Callable[..., ServerProcess],
+) -> None:
+    """A burst of concurrent upgrades from one address is counted before any
+    of them awaits: exactly the cap is let in, the rest are refused like a
+    connect over the rate (``rate_limited``, 1008), and every slot comes back
+    once, however its socket ended."""
+    server = spawn_server(
+        backend_env(COLLAB_MAX_SOCKETS_PER_IP="5", COLLAB_MAX_SOCKETS_PER_USER="100"),
+        name="crowded",
+    )
+    api = await Api.register(server.url)
+    burst = await asyncio.gather(*(WsClient.connect(server.ws_url) for _ in range(12)))
+    words = await asyncio.gather(*(first_word(ws) for ws in burst))
+    refused = [ws for ws, word in zip(burst, words, strict=True) if word is not None]
+    admitted = [ws for ws, word in zip(burst, words, strict=True) if word is None]
+    assert len(admitted) == 5, [w for w in words if w]
+    for ws in refused:
+        assert ws.frames[0]["type"] == "error" and ws.frames[0]["code"] == "rate_limited"
+        assert (await ws.wait_closed())[0] == 1008
+    for ws in admitted:
+        assert (await ws.hello(api.token or ""))["type"] == "welcome"
+    # Sockets that end (a clean close, a dropped connection) give their slot back.
+    await admitted[0].close()
+    admitted[1].ws.transport.abort()
+    await asyncio.sleep(0.3)
+    again = [await WsClient.connect(server.ws_url) for _ in range(3)]
+    words = [await first_word(ws, 0.5) for ws in again]
+    assert words[:2] == [None, None] and words[2] is not None, words
+    for ws in [*admitted[2:], *again[:2]]:
+        await ws.close()
+    await asyncio.sleep(0.3)
+    # Nothing leaked: a fresh five get in.
+    fresh = await asyncio.gather(*(WsClient.connect(server.ws_url) for _ in range(5)))
+    assert await asyncio.gather(*(first_word(ws, 0.5) for ws in fresh)) == [None] * 5
+    for ws in fresh:
+        await ws.close()
+
+
+async def test_concurrent_hellos_of_one_user_admit_exactly_the_cap(
+    backend_env: Callable[..., dict[str, str]],
+    spawn_server: Callable[..., ServerProcess],
+) -> None:
+    server = spawn_server(backend_env(COLLAB_MAX_SOCKETS_PER_USER="5"), name="oneuser")
+    api = await Api.register(server.url)
+    sockets = [await WsClient.connect(server.ws_url) for _ in range(15)]
+    replies = await asyncio.gather(*(ws.hello(api.token or "") for ws in sockets))
+    assert sum(r["type"] == "welcome" for r in replies) == 5, replies
+    for ws, reply in zip(sockets, replies, strict=True):
+        if reply["type"] != "welcome":
+            assert reply["code"] == "rate_limited"
+            assert (await ws.wait_closed())[0] == 1008
+    for ws in sockets:
+        await ws.close()
+    await asyncio.sleep(0.3)
+    assert (await WsClient.signed_in(server.ws_url, api.token)).welcome["type"] == "welcome"
+
+
+async def test_guests_see_names_not_account_ids_or_roles(
+    backend_env: Callable[..., dict[str, str]],
+    spawn_server: Callable[..., ServerProcess],
+) -> None:
+    """Presence, snapshot viewers and lock frames name people to a guest by
+    per-note aliases and names only; signed-in users still get ids and
+    roles. ``welcome.server`` does not carry the replica's name."""
+    server = spawn_server(backend_env(COLLAB_REPLICA_ID="pod-collab-7f9c4"), name="exposure")
+    owner, own_ws = await ready(server)
+    writer = await Api.register(server.url)
+    note = (
+        await owner.ok("POST", "/api/notes", {"title": "n", "visibility": "public"}, status=201)
+    )["id"]
+    await owner.ok("PUT", f"/api/notes/{note}/access/{writer.user['id']}", {"access": "write"})
+    writer_ws = await WsClient.signed_in(server.ws_url, writer.token)
+    guest = Api(server.url)
+    guest.token = (await guest.ok("POST", "/api/auth/guest"))["token"]
+    guest_ws = await WsClient.signed_in(server.ws_url, guest.token)
+    for ws in (own_ws, guest_ws):
+        assert "pod-collab" not in json.dumps(ws.welcome)
+        assert ws.welcome["server"] == replica_token(JWT_SECRET, "pod-collab-7f9c4")
+
+    await own_ws.request("subscribe", note=note)
+    fence = (await own_ws.request("acquire", note=note))["fence"]
+    await writer_ws.request("subscribe", note=note)
+    assert (await writer_ws.request("acquire", note=note))["type"] == "queued"
+    snap = await guest_ws.request("subscribe", note=note)
+    secrets = {owner.user["id"], writer.user["id"], own_ws.welcome["session"],
+               writer_ws.welcome["session"], "user", "admin"}  # fmt: skip
+    viewers = snap["viewers"]
+    assert {v["name"] for v in viewers} >= {owner.user["name"], writer.user["name"]}
+    assert all(set(v) == {"id", "name"} and v["id"].startswith("anon-") for v in viewers)
+    lock = snap["lock"]
+    assert lock["holder"]["name"] == owner.user["name"] and lock["fence"] == fence
+    assert [q["name"] for q in lock["queue"]] == [writer.user["name"]]
+    alias = {v["name"]: v["id"] for v in viewers}
+    assert lock["holder"]["id"] == alias[owner.user["name"]], "one alias per person and note"
+    assert lock["queue"][0]["id"] == alias[writer.user["name"]]
+
+    # Pushes: a newcomer's presence, the lock moving on.
+    third = await Api.register(server.url)
+    third_ws = await WsClient.signed_in(server.ws_url, third.token)
+    await third_ws.request("subscribe", note=note)
+    names = {owner.user["name"], writer.user["name"], third.user["name"]}
+    pushed = await guest_ws.wait_for(
+        lambda f: f["type"] == "presence" and {v["name"] for v in f["viewers"]} >= names
+    )
+    assert all(set(v) == {"id", "name"} for v in pushed["viewers"])
+    await own_ws.request("release", note=note, fence=fence)
+    moved = await guest_ws.wait_for(
+        lambda f: (
+            f["type"] == "lock"
+            and f["lock"] is not None
+            and f["lock"]["holder"]["name"] == writer.user["name"]
+        )
+    )
+    assert moved["lock"]["holder"]["id"] == alias[writer.user["name"]]
+    told = json.dumps([f for f in guest_ws.frames if f["type"] in ("snapshot", "presence", "lock")])
+    assert not [s for s in secrets if s in told], "a guest learnt an account id, session or role"
+
+    # Signed-in viewers still see who is who.
+    full = await own_ws.wait_for(
+        lambda f: f["type"] == "presence" and {v["name"] for v in f["viewers"]} >= names
+    )
+    assert {(v["id"], v["role"]) for v in full["viewers"]} >= {
+        (owner.user["id"], "user"), (writer.user["id"], "user"), (third.user["id"], "user"),
+    }  # fmt: skip
+    for ws in (own_ws, writer_ws, guest_ws, third_ws):
+        await ws.close()
