@@ -28,11 +28,18 @@ FAST_LEASES = {
 # The suites sign up, sign in and mint guests by the hundred from loopback;
 # the per-address and global budgets that stop sign-up floods would refuse
 # them. Tests of those budgets pass their own values.
-TEST_BUDGETS = {
-    f"COLLAB_{kind}_{limit}": "100000"
-    for kind in ("LOGIN", "REGISTER", "GUEST")
-    for limit in ("PER_IP_PER_MIN", "BURST_PER_IP", "PER_MIN", "BURST")
-} | {"COLLAB_LOOKUP_PER_USER_PER_MIN": "100000", "COLLAB_LOOKUP_BURST_PER_USER": "100000"}
+TEST_BUDGETS = (
+    {
+        f"COLLAB_{kind}_{limit}": "100000"
+        for kind in ("LOGIN", "REGISTER", "GUEST")
+        for limit in ("PER_IP_PER_MIN", "BURST_PER_IP", "PER_MIN", "BURST")
+    }
+    | {"COLLAB_LOOKUP_PER_USER_PER_MIN": "100000", "COLLAB_LOOKUP_BURST_PER_USER": "100000"}
+    | {
+        "COLLAB_NOTE_CREATE_PER_USER_PER_MIN": "100000",
+        "COLLAB_NOTE_CREATE_BURST_PER_USER": "100000",
+    }
+)
 
 
 @dataclass
