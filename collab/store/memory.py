@@ -338,7 +338,9 @@ class MemoryStore(Store):
             logged=logged,
             payload_hash=digest,
             access=self._access_now(note, by.id),
-            oldest_kept=self._oldest_kept(note_id),
+            oldest_kept=self._oldest_kept(note_id)
+            if logged is None and note.version != base
+            else None,
         )
         if original is not None:
             return CommitResult(original, duplicate=True, content=note.content)
