@@ -17,12 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from collab.frames import replica_token
 from tests.support.client import Api, WsClient, new_op
 from tests.support.gateway import gateway_with_client
-from tests.support.server import ServerProcess, distributed_env
+from tests.support.server import JWT_SECRET, ServerProcess, distributed_env
 from tests.support.services import create_database, drop_database, redis_url
 
 CLIENT = Path(__file__).resolve().parents[2] / "frontend" / "dist"
+# What `welcome` says each replica is (an opaque token, not its name).
+GW1, GW2 = replica_token(JWT_SECRET, "gw1"), replica_token(JWT_SECRET, "gw2")
 
 
 @pytest.fixture
@@ -72,8 +75,8 @@ async def test_gateway_over_two_replicas(replicas: list[ServerProcess], prefix: 
         by_server: dict[str, list[WsClient]] = {}
         for ws in sockets:
             by_server.setdefault(ws.welcome["server"], []).append(ws)
-        assert set(by_server) == {"gw1", "gw2"}, {k: len(v) for k, v in by_server.items()}
-        holder, viewer = by_server["gw1"][0], by_server["gw2"][0]
+        assert set(by_server) == {GW1, GW2}, {k: len(v) for k, v in by_server.items()}
+        holder, viewer = by_server[GW1][0], by_server[GW2][0]
 
         # A grant and edits made through one replica reach a viewer on the other.
         await viewer.request("subscribe", note=note)
@@ -92,7 +95,7 @@ async def test_gateway_over_two_replicas(replicas: list[ServerProcess], prefix: 
         r1.signal(signal.SIGTERM)
         assert (await holder.wait_closed(10))[0] == 1012
         moved = await connect(gw, owner, resume=session)
-        assert moved.welcome["server"] == "gw2" and moved.welcome["resumed"] is True
+        assert moved.welcome["server"] == GW2 and moved.welcome["resumed"] is True
         assert [(x["note"], x["fence"]) for x in moved.welcome["leases"]] == [(note, fence)]
         ack = await moved.request(
             "edit", note=note, fence=fence, base=1, op=new_op(), content="via gw2"
@@ -102,7 +105,7 @@ async def test_gateway_over_two_replicas(replicas: list[ServerProcess], prefix: 
         # Once gw1 is gone, new connections never reach it.
         r1.proc and r1.proc.wait(15)
         fresh = [await connect(gw, owner) for _ in range(8)]
-        assert {ws.welcome["server"] for ws in fresh} == {"gw2"}
+        assert {ws.welcome["server"] for ws in fresh} == {GW2}
         for ws in (*sockets, moved, *fresh):
             await ws.close()
 
@@ -115,17 +118,17 @@ async def test_killed_replica_clients_resume_through_gateway(
         owner = await Api.register(f"http://{gw}")
         note = (await owner.ok("POST", "/api/notes", {"title": "k"}, status=201))["id"]
         sockets = [await connect(gw, owner) for _ in range(4)]
-        on_r1 = next(ws for ws in sockets if ws.welcome["server"] == "gw1")
+        on_r1 = next(ws for ws in sockets if ws.welcome["server"] == GW1)
         fence = (await on_r1.request("acquire", note=note))["fence"]
         r1.kill()  # a crash: no 1012, the gateway just loses the upstream
         code, _ = await on_r1.wait_closed(10)
         assert code in (1006, 1011, 1012), code
         moved = await connect(gw, owner, resume=on_r1.welcome["session"])
-        assert moved.welcome["server"] == "gw2"
+        assert moved.welcome["server"] == GW2
         assert [(x["note"], x["fence"]) for x in moved.welcome["leases"]] == [(note, fence)]
         ack = await moved.request("edit", note=note, fence=fence, base=0, op=new_op(), content="k")
         assert ack["type"] == "ack"
         fresh = [await connect(gw, owner) for _ in range(6)]
-        assert {ws.welcome["server"] for ws in fresh} == {"gw2"}
+        assert {ws.welcome["server"] for ws in fresh} == {GW2}
         for ws in (*sockets, moved, *fresh):
             await ws.close()
