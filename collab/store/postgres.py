@@ -83,6 +83,9 @@ LEFT JOIN note_access a ON a.note_id = n.id AND a.user_id = $2
 WHERE n.id = $1
 FOR UPDATE OF n
 """
+_LOCK_OWNER = """
+SELECT role, note_count, content_bytes FROM users WHERE id = $1 FOR NO KEY UPDATE
+"""
 _LOGGED_OP = """
 SELECT version, payload_hash FROM edits WHERE note_id = $1 AND op = $2
 UNION ALL SELECT version, payload_hash FROM edit_ops WHERE note_id = $1 AND op = $2
@@ -298,11 +301,9 @@ class PostgresStore(Store):
         size = text_bytes(content)
         async with self.pools.transaction() as conn:
             # The owner's row lock serialises the owner's note creations and
-            # edits: the quota read is the quota written.
-            owner = await conn.fetchrow(
-                "SELECT role, note_count, content_bytes FROM users WHERE id = $1 FOR UPDATE",
-                owner_id,
-            )
+            # edits (NO KEY: foreign-key checks of other inserts need not wait):
+            # the quota read is the quota written.
+            owner = await conn.fetchrow(_LOCK_OWNER, owner_id)
             if owner is None:
                 raise NotFound("owner not found")
             check_new_note(
