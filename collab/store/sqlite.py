@@ -66,6 +66,14 @@ SELECT n.id, n.version,
 FROM notes n WHERE n.id > ? ORDER BY n.id LIMIT ?
 """
 
+# One compaction batch of a note: edits up to a version, at least so old.
+_MOVE_TO_EDIT_OPS = """
+INSERT INTO edit_ops (note_id, op, version, payload_hash, at)
+SELECT note_id, op, version, payload_hash, at FROM edits
+WHERE note_id = ? AND version <= ? AND at <= ?
+"""
+_DROP_MOVED_EDITS = "DELETE FROM edits WHERE note_id = ? AND version <= ? AND at <= ?"
+
 
 def _ago(seconds: float) -> str:
     return iso_utc(datetime.now(UTC) - timedelta(seconds=seconds))
@@ -539,16 +547,8 @@ class SqliteStore(Store):
                 if not found:
                     break
                 top = int(found[-1]["version"])
-                where = "note_id = ? AND version <= ? AND at <= ?"
-                await execute(
-                    conn,
-                    "INSERT INTO edit_ops (note_id, op, version, payload_hash, at)"
-                    f" SELECT note_id, op, version, payload_hash, at FROM edits WHERE {where}",
-                    [note_id, top, older],
-                )
-                moved += await execute(
-                    conn, f"DELETE FROM edits WHERE {where}", [note_id, top, older]
-                )
+                await execute(conn, _MOVE_TO_EDIT_OPS, [note_id, top, older])
+                moved += await execute(conn, _DROP_MOVED_EDITS, [note_id, top, older])
             if len(found) < retention.batch:
                 break
         return CompactionReport(payloads=moved, notes=1 if moved else 0)
