@@ -15,10 +15,10 @@ from typing import Any
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from collab.app import drain_runtimes
 from collab.settings import Settings, SettingsError
+from collab.ws_transport import CollabWebSocketProtocol
 
 
 # uvicorn bounds the idle time between requests (timeout_keep_alive) but not
@@ -30,17 +30,6 @@ from collab.settings import Settings, SettingsError
 # connection opening, or of the first byte of a later request on a kept-alive
 # connection; otherwise the connection is closed. WebSocket upgrades leave the
 # protocol once their headers are in.
-class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, also giving the app a way to drop the
-    connection at once (``scope["collab.abort"]``): a client that does not
-    read must not hold the replica up through a close handshake it will
-    never read (collab/session.py, ``_abort``)."""
-
-    async def run_asgi(self) -> None:
-        self.scope["collab.abort"] = self.transport.abort  # type: ignore[typeddict-unknown-key]
-        await super().run_asgi()
-
-
 class CollabConfig(uvicorn.Config):
     """uvicorn's config plus the header deadline (picklable for workers > 1)."""
 
@@ -125,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Connections and in-flight requests (WebSockets included); past it
         # uvicorn answers 503 instead of exhausting descriptors and memory.
         limit_concurrency=settings.http_max_concurrency,
-        ws=AbortableWebSocketProtocol,
+        ws=CollabWebSocketProtocol,
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_s),

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, assert_never
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -36,6 +36,7 @@ from collab.connection import (
 from collab.errors import CollabError, Forbidden, Internal, RateLimited
 from collab.outbox import Outbox
 from collab.types import Access, User
+from collab.ws_transport import ABORT, SEND_NOW, framed_text
 
 if TYPE_CHECKING:
     from collab.runtime import Runtime
@@ -84,6 +85,9 @@ class Connection:
         self.protocol = ConnectionProtocol(protocol_config(self.settings), time.monotonic())
         self._out = Outbox(self.settings.outbound_queue_max, self.settings.outbound_buffer_bytes)
         self._slow = False  # dropped for not reading: no close handshake is waited for
+        write_now = ws.scope.get(SEND_NOW)
+        self._write_now: Callable[[bytes], bool] | None = write_now if callable(write_now) else None
+        self._sending = False  # the writer took a frame and has not written it yet
         self._close: Close | None = None
         self._closed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -94,6 +98,10 @@ class Connection:
     # -- Peer -------------------------------------------------------------------
     def push(self, frame: str) -> None:
         if self._close is not None:
+            return
+        # Nothing queued or being written: straight to the transport.
+        write_now = None if self._sending or self._out else self._write_now
+        if write_now is not None and write_now(framed_text(frame)):
             return
         if not self._out.put(frame):
             self._slow = True
@@ -324,7 +332,9 @@ class Connection:
         try:
             while True:
                 frame = await self._out.get()
+                self._sending = True
                 await self.ws.send_text(frame)
+                self._sending = False
         except (WebSocketDisconnect, RuntimeError, OSError):
             self._perform(self.protocol.send_failed())
 
@@ -352,7 +362,7 @@ class Connection:
         """Drop the TCP connection without a close handshake, through the hook
         ``collab serve`` puts in the scope (``cli.AbortableWebSocketProtocol``).
         Under another ASGI server, the server's own ping timeout ends it."""
-        abort = self.ws.scope.get("collab.abort")
+        abort = self.ws.scope.get(ABORT)
         if callable(abort):
             abort()
         if self._slow:

@@ -19,7 +19,8 @@ LAYERS: dict[str, int] = {
     "host": 3, "signouts": 3, "admission": 3,
     "tokens": 4, "edits": 4, "fanout": 4, "revocation": 4, "handoff": 4,
     "hub": 5,
-    "auth": 2, "runtime": 6, "openapi": 7, "session": 7, "api": 7, "app": 8, "cli": 9,
+    "auth": 2, "outbox": 2, "ws_transport": 2,
+    "runtime": 6, "openapi": 7, "session": 7, "api": 7, "app": 8, "cli": 9,
 }  # fmt: skip
 PURE = {name for name, layer in LAYERS.items() if layer <= 1}
 FORBIDDEN_IN_PURE = {"asyncio", "starlette", "redis", "asyncpg", "aiosqlite", "uvicorn"}
