@@ -343,6 +343,11 @@ class Connection:
             await self.ws.send_text(frames.encode(frame))
 
     async def _close_ws(self, close: Close) -> None:
+        if self._slow:
+            # A client that does not read would never take the close frame
+            # either: sending it would wait on the transport forever.
+            self._abort()
+            return
         # Drain what is already queued (best effort) so the last error frame
         # reaches the client before the close, unless the close says not to.
         with contextlib.suppress(Exception):
@@ -360,13 +365,8 @@ class Connection:
 
     def _abort(self) -> None:
         """Drop the TCP connection without a close handshake, through the hook
-        ``collab serve`` puts in the scope (``cli.AbortableWebSocketProtocol``).
+        ``collab serve`` puts in the scope (``collab/ws_transport.py``).
         Under another ASGI server, the server's own ping timeout ends it."""
         abort = self.ws.scope.get(ABORT)
         if callable(abort):
             abort()
-        if self._slow:
-            # A client that does not read would never take the close frame
-            # either: sending it would wait on the transport forever.
-            self._abort()
-            return
