@@ -21,7 +21,7 @@ ResyncHandler = Callable[[], Awaitable[None]]
 # Kinds become metric labels: anything that does not look like one of ours
 # (anyone who can publish to the channel can send it) is counted as "other",
 # and so is every kind past the first ``MAX_KINDS``.
-_KIND = re.compile(r"[a-z][a-z_]{0,31}")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_KINDS = 64
 OTHER_KIND = "other"
 

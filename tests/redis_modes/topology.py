@@ -15,6 +15,7 @@ from pathlib import Path
 
 import redis
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from collab.redis_client import RedisClientOptions, open_redis
 from tests.support.faultproxy import FaultProxy
@@ -81,7 +82,8 @@ class SentinelSetup:
     """One master, one replica, three sentinels (quorum two)."""
 
     def __init__(self, replica_via_proxy: bool = False) -> None:
-        self.master = RedisNode([])
+        # Either may become the master: both sync a new replica at once.
+        self.master = RedisNode(["--repl-diskless-sync-delay", "0"])
         self.replica = RedisNode([])
         self.sentinels: list[RedisNode] = []
         # The replica's replication link through a FaultProxy, to make it
@@ -103,7 +105,8 @@ class SentinelSetup:
         if self._replica_via_proxy:
             self.proxy = FaultProxy(self.master.port).start()
             upstream = self.proxy.port
-        self.replica.extra = ["--replicaof", "127.0.0.1", str(upstream)]
+        self.replica.extra = ["--replicaof", "127.0.0.1", str(upstream),
+                              "--repl-diskless-sync-delay", "0"]  # fmt: skip
         self.replica.start()
         _wait("replica in sync", lambda: self.replica.client().info("replication")
               ["master_link_status"] == "up")  # fmt: skip
@@ -172,7 +175,8 @@ class SentinelSetup:
         master = self.master_port()
         for node in (self.master, self.replica):
             if node.proc is None:
-                node.extra = ["--replicaof", "127.0.0.1", str(master)]
+                node.extra = ["--replicaof", "127.0.0.1", str(master),
+                              "--repl-diskless-sync-delay", "0"]  # fmt: skip
                 node.start()
         _wait("a replica in sync that every sentinel may promote", self._replica_ready, 60)
 
@@ -216,6 +220,9 @@ class ClusterSetup:
             node.extra = ["--cluster-enabled", "yes",
                           "--cluster-config-file", str(node.dir / "nodes.conf"),
                           "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+                          # A replica's first sync at once, not after 5 s: one
+                          # that never synced cannot take over.
+                          "--repl-diskless-sync-delay", "0",
                           # The bus port defaults to port + 10000, which may be taken
                           # or out of range for a free port from the kernel.
                           "--cluster-port", str(free_port())]  # fmt: skip
@@ -238,6 +245,14 @@ class ClusterSetup:
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         _wait("cluster state ok on every node", self._ok, 60)
+        _wait("every replica in sync", self._replicas_synced, 60)
+
+    def _replicas_synced(self) -> bool:
+        infos = [n.client().info("replication") for n in self.nodes if n.proc is not None]
+        replicas = [i for i in infos if i["role"] == "slave"]
+        return len(replicas) == len(self.nodes) // (1 + self.replicas) * self.replicas and all(
+            i["master_link_status"] == "up" for i in replicas
+        )
 
     def _ok(self) -> bool:
         for node in self.nodes:
@@ -295,3 +310,51 @@ async def delete_cluster_prefix(url: str, prefix: str) -> None:
             await client.delete(key)
     finally:
         await client.aclose()
+
+
+def cluster_node_of(setup: ClusterSetup, key: str) -> RedisNode:
+    """The master serving ``key``'s slot now."""
+    slot = key_slot(key.encode())
+    for node in setup.nodes:
+        if node.proc is None:
+            continue
+        for start, end, master, *_ in node.client().execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return next(n for n in setup.nodes if n.port == int(master[1]))
+    raise LookupError(slot)
+
+
+def kill_master_of(setup: ClusterSetup, key: str) -> RedisNode:
+    """Kill the master serving ``key`` and wait until its replica took over
+    and every live node sees the cluster whole again."""
+    victim = cluster_node_of(setup, key)
+    victim.kill()
+
+    def taken_over() -> bool:
+        return cluster_node_of(setup, key) is not victim and setup._ok()
+
+    _wait("the replica took over", taken_over, 30)
+    return victim
+
+
+def migrate_slot_of(setup: ClusterSetup, key: str) -> tuple[RedisNode, RedisNode]:
+    """Move ``key``'s slot, with its keys, to another master (the steps of
+    ``redis-cli --cluster reshard`` for one slot). Returns (from, to)."""
+    slot = key_slot(key.encode())
+    source = cluster_node_of(setup, key)
+    target = next(
+        n for n in setup.nodes
+        if n.proc is not None and n is not source
+        and n.client().info("replication")["role"] == "master"
+    )  # fmt: skip
+    src, dst = source.client(), target.client()
+    src_id, dst_id = src.execute_command("CLUSTER", "MYID"), dst.execute_command("CLUSTER", "MYID")
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+    while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+    for node in setup.nodes:
+        if node.proc is not None and node.client().info("replication")["role"] == "master":
+            node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    _wait("every node agrees on the move", lambda: cluster_node_of(setup, key) is target)
+    return source, target
