@@ -3,19 +3,11 @@
  * editor with its Markdown preview, the hand-off alert in a background tab, the owner's
  * actions on the note page, accessibility (axe), keyboard-only use and a 375 px screen.
  */
-import AxeBuilder from '@axe-core/playwright';
-import type { Browser, BrowserContextOptions, Locator, Page } from '@playwright/test';
+import type { Browser, Page } from '@playwright/test';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { editor, expect, expectReadOnly, lockText, PASSWORD, shot, signIn, test } from './fixtures';
+import { editor, expect, expectAccessible, expectReadOnly, lockText, openAs, PASSWORD, shot, tabTo, test } from './fixtures';
 import { frontendDir, type CollabServer } from './server';
-
-async function openAs(browser: Browser, server: CollabServer, name: string, options: BrowserContextOptions = {}) {
-  const context = await browser.newContext(options);
-  const page = await context.newPage();
-  await signIn(page, server, name);
-  return { context, page };
-}
 
 async function sharedNote(server: CollabServer, title: string, content = '') {
   const alice = await server.register('alice', PASSWORD);
@@ -29,27 +21,9 @@ async function sharedNote(server: CollabServer, title: string, content = '') {
   return { alice, bob, note };
 }
 
-/** Zero serious or critical axe violations on the page as it is now. */
-async function expectAccessible(page: Page, where: string): Promise<void> {
-  const results = await new AxeBuilder({ page }).analyze();
-  const bad = results.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  expect(bad, `axe on ${where}`).toEqual([]);
-}
-
 async function expectNoHorizontalOverflow(page: Page, where: string): Promise<void> {
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
   expect(width, `scrollWidth on ${where}`).toBeLessThanOrEqual(375);
-}
-
-/** Press Tab (or Shift+Tab) until `target` has the focus. */
-async function tabTo(page: Page, target: Locator, backwards = false): Promise<void> {
-  for (let i = 0; i < 40; i++) {
-    if (await target.evaluate((el) => el === document.activeElement).catch(() => false)) return;
-    await page.keyboard.press(backwards ? 'Shift+Tab' : 'Tab');
-  }
-  throw new Error(`could not reach ${target} with the keyboard`);
 }
 
 test('a viewer sees the holder typing in CodeMirror; the preview renders Markdown and sanitises raw HTML', async ({

@@ -1,5 +1,10 @@
-/** Test fixtures: a fresh server per test, sign-in helpers and screenshot capture. */
-import { test as base, expect, type Page } from '@playwright/test';
+/**
+ * Test fixtures: a fresh server per test (settings from `serverEnv`, e.g.
+ * `test.use({ serverEnv: { COLLAB_IDLE_HANDOFF_S: '6' } })`), sign-in helpers, axe, keyboard
+ * walking and screenshot capture.
+ */
+import AxeBuilder from '@axe-core/playwright';
+import { test as base, expect, type Browser, type BrowserContextOptions, type Locator, type Page } from '@playwright/test';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { CollabServer, freePort, frontendDir } from './server';
@@ -8,9 +13,10 @@ export const PASSWORD = 'correct-horse-battery';
 const shotsDir = path.join(frontendDir, 'test-results', 'screenshots');
 const docsShotsDir = path.resolve(frontendDir, '..', 'docs', 'screenshots');
 
-export const test = base.extend<{ server: CollabServer }>({
-  server: async ({}, use, testInfo) => {
-    const server = new CollabServer(await freePort());
+export const test = base.extend<{ server: CollabServer; serverEnv: Record<string, string> }>({
+  serverEnv: [{}, { option: true }],
+  server: async ({ serverEnv }, use, testInfo) => {
+    const server = new CollabServer(await freePort(), serverEnv);
     try {
       // Inside the try: a server that fails to start (and may hang) is still stopped.
       await server.start();
@@ -64,4 +70,30 @@ export async function expectReadOnly(page: Page, readOnly = true): Promise<void>
 
 export function lockText(page: Page) {
   return page.getByTestId('lock-text');
+}
+
+/** A signed-in browser context of its own for `name`. */
+export async function openAs(browser: Browser, server: CollabServer, name: string, options: BrowserContextOptions = {}) {
+  const context = await browser.newContext(options);
+  const page = await context.newPage();
+  await signIn(page, server, name);
+  return { context, page };
+}
+
+/** Zero serious or critical axe violations on the page as it is now. */
+export async function expectAccessible(page: Page, where: string): Promise<void> {
+  const results = await new AxeBuilder({ page }).analyze();
+  const bad = results.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  expect(bad, `axe on ${where}`).toEqual([]);
+}
+
+/** Press Tab (or Shift+Tab) until `target` has the focus. */
+export async function tabTo(page: Page, target: Locator, backwards = false): Promise<void> {
+  for (let i = 0; i < 40; i++) {
+    if (await target.evaluate((el) => el === document.activeElement).catch(() => false)) return;
+    await page.keyboard.press(backwards ? 'Shift+Tab' : 'Tab');
+  }
+  throw new Error(`could not reach ${target} with the keyboard`);
 }

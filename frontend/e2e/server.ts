@@ -41,7 +41,11 @@ export class CollabServer {
   private proc: ChildProcess | null = null;
   private log: string[] = [];
 
-  constructor(readonly port: number) {}
+  /** `env`: settings for this server on top of the defaults below (e.g. short idle timings). */
+  constructor(
+    readonly port: number,
+    private readonly extraEnv: Record<string, string> = {},
+  ) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -57,6 +61,7 @@ export class CollabServer {
       COLLAB_LOCK_DELAY_MS: '500',
       COLLAB_REVISION_EVERY_VERSIONS: '3',
       COLLAB_LOG_LEVEL: 'warning',
+      ...this.extraEnv,
     };
   }
 
