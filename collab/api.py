@@ -293,7 +293,7 @@ async def logout(request: Request) -> Response:
     """Sign this token out: refused from now on until it would have expired."""
     rt = rt_of(request)
     claims = await caller_claims(request)
-    await rt.signouts.sign_out(claims.token_id, claims.expires_at)
+    await rt.signouts.sign_out(claims)
     auth_event(request, "logout", user=claims.user.id)
     return Response(status_code=204)
 

@@ -10,10 +10,11 @@ Two kinds of entry, each kept only as long as it can matter:
   expired anyway (a refresh needs a token that is still accepted).
 
 With ``COLLAB_REDIS_URL`` set the entries are Redis keys with that expiry
-(``<prefix>:signout:t:<jti>``, ``<prefix>:signout:u:<user id>``), so a sign-out
-on one replica holds on all of them at once and survives restarts; a Redis
-failure refuses the token check (``unavailable``, 503) rather than letting a
-signed-out token through. Embedded, they live in this process.
+(``<prefix>:signout:{<user id>}:t:<jti>``, ``<prefix>:signout:{<user id>}:u``:
+one hash slot per user, so one ``MGET`` reads both on a Redis Cluster too), so
+a sign-out on one replica holds on all of them at once and survives restarts;
+a Redis failure refuses the token check (``unavailable``, 503) rather than
+letting a signed-out token through. Embedded, they live in this process.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class SignOuts(ABC):
         self.user_entry_s = ttl_s + MARGIN_S
 
     @abstractmethod
-    async def sign_out(self, token_id: str, expires_at: float) -> None:
-        """Refuse this token from now until ``expires_at`` (unix seconds)."""
+    async def sign_out(self, claims: Claims) -> None:
+        """Refuse this token (its ``jti``) from now until it expires."""
 
     @abstractmethod
     async def end_user_sessions(self, user_id: str, at: float | None = None) -> None:
@@ -69,8 +70,8 @@ class MemorySignOuts(SignOuts):
         self.users = TokenDenylist(max_entries)  # user id -> keep-until
         self.cutoffs: dict[str, float] = {}
 
-    async def sign_out(self, token_id: str, expires_at: float) -> None:
-        self.tokens.add(token_id, expires_at + MARGIN_S)
+    async def sign_out(self, claims: Claims) -> None:
+        self.tokens.add(claims.token_id, claims.expires_at + MARGIN_S)
 
     async def end_user_sessions(self, user_id: str, at: float | None = None) -> None:
         at = time.time() if at is None else at
@@ -97,22 +98,22 @@ class RedisSignOuts(SignOuts):
         self.redis = open_redis(url, options, client_name="collab-signouts")
         self.prefix = prefix
 
-    def _token_key(self, token_id: str) -> str:
-        return f"{self.prefix}:signout:t:{token_id}"
+    def token_key(self, user_id: str, token_id: str) -> str:
+        return f"{self.prefix}:signout:{{{user_id}}}:t:{token_id}"
 
-    def _user_key(self, user_id: str) -> str:
-        return f"{self.prefix}:signout:u:{user_id}"
+    def user_key(self, user_id: str) -> str:
+        return f"{self.prefix}:signout:{{{user_id}}}:u"
 
-    async def sign_out(self, token_id: str, expires_at: float) -> None:
-        keep = math.ceil(expires_at + MARGIN_S - time.time())
-        if not token_id or keep <= 0:
+    async def sign_out(self, claims: Claims) -> None:
+        keep = math.ceil(claims.expires_at + MARGIN_S - time.time())
+        if not claims.token_id or keep <= 0:
             return
         with redis_errors("sign-out list"):
-            await self.redis.set(self._token_key(token_id), "1", ex=keep)
+            await self.redis.set(self.token_key(claims.user.id, claims.token_id), "1", ex=keep)
 
     async def end_user_sessions(self, user_id: str, at: float | None = None) -> None:
         at = time.time() if at is None else at
-        key = self._user_key(user_id)
+        key = self.user_key(user_id)
         with redis_errors("sign-out list"):
             # The later cutoff wins; the key lives as long as tokens before it can.
             await self.redis.eval(_RAISE_CUTOFF, 1, key, repr(at), math.ceil(self.user_entry_s))
@@ -120,7 +121,8 @@ class RedisSignOuts(SignOuts):
     async def refusal(self, claims: Claims) -> str | None:
         with redis_errors("sign-out list"):
             token, cutoff = await self.redis.mget(
-                self._token_key(claims.token_id or "-"), self._user_key(claims.user.id)
+                self.token_key(claims.user.id, claims.token_id or "-"),
+                self.user_key(claims.user.id),
             )
         if token is not None and claims.token_id:
             return SIGNED_OUT

@@ -40,7 +40,7 @@ async def signouts(request: pytest.FixtureRequest) -> AsyncIterator[SignOuts]:
 async def test_token_and_user_sign_outs(signouts: SignOuts) -> None:
     now = time.time()
     early = _claims("u1", "j1", now - 10)
-    await signouts.sign_out("j1", now + 100)
+    await signouts.sign_out(early)
     assert await signouts.refusal(early) == SIGNED_OUT
     assert await signouts.refusal(_claims("u1", "j2", now - 10)) is None
     await signouts.end_user_sessions("u1", at=now - 5)
@@ -57,14 +57,15 @@ async def test_redis_entries_expire_with_what_they_refuse() -> None:
     prefix = "t" + uuid.uuid4().hex[:8]
     signouts = RedisSignOuts(redis_url(), prefix, 600, RedisClientOptions())
     try:
-        await signouts.sign_out("j1", time.time() + 100)
+        now = time.time()
+        await signouts.sign_out(_claims("u1", "j1", now + 100 - 3600))  # expires in 100 s
         await signouts.end_user_sessions("u1")
-        token_ttl = await signouts.redis.ttl(f"{prefix}:signout:t:j1")
-        user_ttl = await signouts.redis.ttl(f"{prefix}:signout:u:u1")
+        token_ttl = await signouts.redis.ttl(f"{prefix}:signout:{{u1}}:t:j1")
+        user_ttl = await signouts.redis.ttl(f"{prefix}:signout:{{u1}}:u")
         assert 100 < token_ttl <= 161, token_ttl  # the token's life plus the margin
         assert 600 < user_ttl <= 660, user_ttl  # COLLAB_JWT_TTL_S plus the margin
-        await signouts.sign_out("j2", time.time() - 1000)  # long expired: nothing kept
-        assert await signouts.redis.exists(f"{prefix}:signout:t:j2") == 0
+        await signouts.sign_out(_claims("u1", "j2", now - 5000))  # long expired: nothing kept
+        assert await signouts.redis.exists(f"{prefix}:signout:{{u1}}:t:j2") == 0
     finally:
         await signouts.close()
 
