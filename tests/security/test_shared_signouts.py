@@ -106,3 +106,24 @@ async def test_sign_outs_hold_across_replicas(
     finally:
         await again.close()
     assert (await other.call("GET", "/api/me")).status_code == 401
+
+
+async def test_sign_outs_work_on_a_redis_cluster() -> None:
+    """Both keys of a user share a hash slot: one MGET reads them on a
+    cluster (users chosen to land on different masters)."""
+    from tests.redis_modes.topology import CLUSTER_OPTIONS, ClusterSetup
+
+    setup = ClusterSetup().start()
+    signouts = RedisSignOuts(setup.url, "cl", 600, CLUSTER_OPTIONS)
+    try:
+        now = time.time()
+        for user in ("ann", "bob", "cy", "dee"):
+            out = _claims(user, "j-" + user, now - 10)
+            await signouts.sign_out(out)
+            assert await signouts.refusal(out) == SIGNED_OUT
+            await signouts.end_user_sessions(user, at=now - 5)
+            assert await signouts.refusal(_claims(user, "k", now - 6)) == ENDED
+            assert await signouts.refusal(_claims(user, "k", now)) is None
+    finally:
+        await signouts.close()
+        setup.stop()
