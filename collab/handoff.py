@@ -47,8 +47,10 @@ class Handoff:
         store: Store,
         sockets: SocketIndex,
         host: Host,
+        guest_view: frames.GuestView,
     ) -> None:
         self.tokens = tokens
+        self.guest_view = guest_view
         self.book = tokens.book
         self.leases = leases
         self.store = store
@@ -175,10 +177,19 @@ class Handoff:
 
     def on_caret(self, event: dict[str, Any]) -> None:
         """Forward a holder's caret to this replica's viewers of the note,
-        encoded once, except the holder's own socket."""
+        encoded once (and once more for guests, who see the holder as
+        ``GuestView`` shows people), except the holder's own socket."""
         frame = event["frame"]
         note_id, session = str(frame["note"]), str(frame["session"])
-        encoded = frames.encode(frame)
+        encoded, for_guests = frames.encode(frame), ""
         for viewer in self.sockets.viewers(note_id):
-            if viewer.session != session:
+            if viewer.session == session:
+                continue
+            if viewer.user.role != "guest":
                 viewer.push(encoded)
+                continue
+            if not for_guests:
+                shown = self.guest_view.person(note_id, frame["holder"])
+                alias = self.guest_view.alias(note_id, "session\x00" + session)
+                for_guests = frames.encode({**frame, "holder": shown, "session": alias})
+            viewer.push(for_guests)

@@ -73,7 +73,9 @@ class Hub:
             settings, store, self.sockets, metrics, self.tokens, self.fanout, self
         )
         self.revocations = Revocations(store, registry, leases, self.sockets, self.tokens, self)
-        self.handoff = Handoff(settings, self.tokens, leases, store, self.sockets, self)
+        self.handoff = Handoff(
+            settings, self.tokens, leases, store, self.sockets, self, self.fanout.guest_view
+        )
         self.draining = False
         self._timeline_changes = store.timeline_changes  # failovers acted on (rule 10)
         self._resnapshot: set[str] = set()  # notes owed a snapshot after a failover
@@ -306,8 +308,8 @@ class Hub:
         self._count_subscriptions()
         if changed:
             await self.publish(events.presence(note_id))
-
         return None
+
     async def unsubscribe(self, peer: Peer, note_id: str) -> None:
         if self.sockets.unsubscribe(peer, note_id):
             self._forget_note(note_id)

@@ -198,3 +198,17 @@ async def test_a_held_back_caret_dies_with_the_token(idle_cluster: Cluster) -> N
     await h0.tokens.release(a, note, fence, 3)
     await settle(0.3)
     assert [c["head"] for c in b.of("caret", note)] == [1]
+
+
+async def test_a_guest_sees_the_holders_caret_without_its_account(idle_cluster: Cluster) -> None:
+    h0, h1 = idle_cluster.hubs
+    note, alice, a, _, fence = await holder_and_waiter(idle_cluster)
+    await idle_cluster.store.update_note(note, None, "public")
+    guest = await idle_cluster.connect(h1, User("g-" + uuid.uuid4().hex[:8], "visitor", "guest"))
+    await h1.subscribe(guest, note, 1)
+    await h0.handoff.caret(a, Caret(note, fence, 0, 2, 3))
+    await until(lambda: bool(guest.of("caret", note)), within_s=1)
+    seen = guest.of("caret", note)[0]
+    assert seen["holder"]["name"] == alice.name
+    assert alice.id not in str(seen) and a.session not in str(seen)
+    assert (seen["anchor"], seen["head"], seen["fence"]) == (2, 3, fence)
