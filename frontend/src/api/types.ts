@@ -1,5 +1,5 @@
 /**
- * Wire shapes of protocol v1 and the HTTP API (shared/design/protocol.md). Field names are
+ * Wire shapes of protocol v1 and the HTTP API (docs/protocol.md). Field names are
  * normative; unknown fields sent by the server are ignored.
  */
 import type { Change } from '../lib/text';

@@ -491,7 +491,10 @@ export class NoteSession {
     void this.subscribeNote().then((ok) => {
       if (!ok) return;
       const inQueue = this.state.lock?.queue.some((u) => u.id === this.me.id) ?? false;
-      void this.dispatch({ type: 'resubscribed', resumed: welcome.resumed, inQueue });
+      void this.dispatch({ type: 'resubscribed', resumed: welcome.resumed, inQueue }).then(() => {
+        // Still holding on the new connection: the viewers learn where the caret is again.
+        if (this.token.role === 'holder') this.caretThrottle.trigger();
+      });
     });
   }
 

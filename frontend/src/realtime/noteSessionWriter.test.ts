@@ -238,3 +238,27 @@ describe('edit requests', () => {
     expect(note.getState().askStatus).toBeNull();
   });
 });
+
+describe('the caret across a reconnect', () => {
+  it('is sent again on the new connection when the resumed session still holds the token', async () => {
+    const { h, ws, note } = await openNote();
+    await grant(ws, note, 5);
+    note.select(2, 2, true);
+    expect(ws.last('caret')).toMatchObject({ anchor: 2 });
+    ws.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(400);
+    const ws2 = h.connect({ resumed: true, leases: [{ note: 'n1', fence: 5, ttl_ms: 3000 }] });
+    ws2.reply('subscribe', {
+      type: 'snapshot',
+      note: 'n1',
+      title: 'Plan',
+      content: 'hello',
+      version: 3,
+      access: 'write',
+      lock: lock(ME_BRIEF, 5),
+      viewers: [ME],
+    });
+    await vi.advanceTimersByTimeAsync(CARET_INTERVAL_MS);
+    expect(ws2.last('caret')).toEqual({ type: 'caret', note: 'n1', fence: 5, version: 3, anchor: 2, head: 2 });
+  });
+});
