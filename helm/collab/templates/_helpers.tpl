@@ -140,6 +140,32 @@ never environment variables.
 {{- .Values.secrets.existingSecret | default (include "collab.fullname" .) }}
 {{- end }}
 
+{{/*
+The sentinels of the bundled Redis in Sentinel mode, one redis:// URL each; the
+password in them is the master's (the sentinels share it).
+*/}}
+{{- define "collab.redisSentinelUrls" -}}
+{{- $name := include "collab.redisName" . }}
+{{- $urls := list }}
+{{- range $i := until (int .Values.redis.sentinel.replicas) }}
+{{- $urls = append $urls (printf "redis://:$(REDIS_PASSWORD)@%s-%d.%s.%s.svc:26379" $name $i $name $.Release.Namespace) }}
+{{- end }}
+{{- join "," $urls }}
+{{- end }}
+
+{{/* What the bundled Redis's start scripts need to find each other. */}}
+{{- define "collab.redisSentinelEnv" -}}
+{{- $name := include "collab.redisName" . -}}
+- name: REDIS_NAME
+  value: {{ $name }}
+- name: REDIS_DOMAIN
+  value: {{ printf "%s.%s.svc" $name .Release.Namespace }}
+- name: REDIS_REPLICAS
+  value: {{ .Values.redis.sentinel.replicas | quote }}
+- name: SENTINEL_MASTER
+  value: {{ .Values.redis.sentinel.masterName | quote }}
+{{- end }}
+
 {{/* Whether this chart runs its own Redis (every mode but external). */}}
 {{- define "collab.bundledRedis" -}}
 {{- if ne .Values.database.mode "external" }}true{{- end }}
@@ -205,6 +231,18 @@ alphanumeric, hence safe inside a URL; see docs/deploy-aks.md for existingSecret
     secretKeyRef:
       name: {{ $secret }}
       key: redis-url
+- name: COLLAB_REDIS_MODE
+  value: {{ .Values.external.redisMode | quote }}
+{{- if eq .Values.external.redisMode "sentinel" }}
+- name: COLLAB_REDIS_SENTINEL_MASTER
+  value: {{ .Values.external.redisSentinelMaster | quote }}
+- name: COLLAB_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: redis-sentinel-password
+      optional: true
+{{- end }}
 {{- else }}
 {{- if eq $mode "bundled" }}
 {{- $pg := .Values.postgres }}
@@ -239,8 +277,19 @@ alphanumeric, hence safe inside a URL; see docs/deploy-aks.md for existingSecret
     secretKeyRef:
       name: {{ $secret }}
       key: redis-password
+{{- if eq .Values.redis.mode "sentinel" }}
+- name: COLLAB_REDIS_MODE
+  value: sentinel
+- name: COLLAB_REDIS_URL
+  value: {{ include "collab.redisSentinelUrls" . | quote }}
+- name: COLLAB_REDIS_SENTINEL_MASTER
+  value: {{ .Values.redis.sentinel.masterName | quote }}
+- name: COLLAB_REDIS_SENTINEL_PASSWORD
+  value: "$(REDIS_PASSWORD)"
+{{- else }}
 - name: COLLAB_REDIS_URL
   value: {{ printf "redis://:$(REDIS_PASSWORD)@%s.%s.svc:6379/0" (include "collab.redisName" .) .Release.Namespace | quote }}
+{{- end }}
 {{- end }}
 {{- if .Values.bootstrapAdmin.username }}
 - name: COLLAB_BOOTSTRAP_ADMIN_USERNAME
@@ -308,6 +357,13 @@ bad combination fails the whole render with a message naming the values.
 */}}
 {{- define "collab.validate" -}}
 {{- $c := .Values.config }}
+{{- $s := .Values.redis.sentinel }}
+{{- if and (eq .Values.redis.mode "sentinel") (gt (int $s.quorum) (int $s.replicas)) }}
+{{- fail "redis.sentinel.quorum must not exceed redis.sentinel.replicas" }}
+{{- end }}
+{{- if and (eq .Values.database.mode "external") (eq .Values.external.redisMode "sentinel") (not .Values.external.redisSentinelMaster) }}
+{{- fail "external.redisMode=sentinel needs external.redisSentinelMaster" }}
+{{- end }}
 {{- if lt (int $c.leaseTtlMs) (mul 2 (int $c.heartbeatMs)) }}
 {{- fail "config.leaseTtlMs must be at least twice config.heartbeatMs (COLLAB_LEASE_TTL_MS rule)" }}
 {{- end }}
