@@ -9,6 +9,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from collab.errors import QuotaExceeded
@@ -103,6 +104,38 @@ async def test_migration_counts_what_existing_accounts_own(tmp_path: Path) -> No
         assert refused.value.extra == {"quota": "notes", "limit": 4}
     finally:
         await sqlite.close()
+
+
+async def test_postgres_migration_counts_what_existing_accounts_own(pg_url: str) -> None:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations (name text PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for name, sql in migration_files("postgres")[:3]:
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+        await conn.execute(
+            "INSERT INTO users (id, name, name_key, role, password_hash)"
+            " VALUES ('u1', 'a', 'a', 'user', 'h'), ('u2', 'b', 'b', 'user', 'h')"
+        )
+        await conn.execute(
+            "INSERT INTO notes (id, owner_id, title, content, visibility) VALUES"
+            " ('n1', 'u1', 't', 'é', 'private'), ('n2', 'u1', 't', 'abc', 'private')"
+        )
+    finally:
+        await conn.close()
+    store = await PostgresStore(pg_url, pool_min=1, pool_max=2).open()
+    try:
+        assert await store.migrate() == ["004_accounts_quotas_retention.sql"]
+        async with store.pools.primary() as check:
+            counted = await check.fetch(
+                "SELECT id, note_count, content_bytes FROM users ORDER BY id"
+            )
+        assert [tuple(r) for r in counted] == [("u1", 2, 5), ("u2", 0, 0)]
+    finally:
+        await store.close()
 
 
 async def test_one_postgres_replica_compacts_at_a_time(pg_url: str) -> None:
