@@ -11,8 +11,14 @@ crashed expire after their TTL, so nobody is locked out for good."""
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+
+# Calls in flight at once in the default ``admit_many``: well under a Redis
+# Cluster client's connections per node (collab/redis_client.py), so hellos
+# still find connections during a renewal pass.
+_CONCURRENT_ADMITS = 8
 
 
 class SocketAdmission(ABC):
@@ -30,6 +36,21 @@ class SocketAdmission(ABC):
         socket already reserved is renewed; another one is added only while
         the user's live reservations number fewer than ``limit``. Returns the
         sockets refused, in order (empty when every one is held)."""
+
+    async def admit_many(
+        self, batch: Sequence[tuple[str, Sequence[str]]], limit: int, ttl_ms: int
+    ) -> list[list[str] | Exception]:
+        """``admit`` for each (user, sockets) of ``batch``, in one round trip
+        where the backend can (here: a few calls at a time); each result is
+        the refused sockets, or the error that user's call met."""
+        gate = asyncio.Semaphore(_CONCURRENT_ADMITS)
+
+        async def one(user_id: str, sockets: Sequence[str]) -> list[str]:
+            async with gate:
+                return await self.admit(user_id, sockets, limit, ttl_ms)
+
+        replies = await asyncio.gather(*(one(u, s) for u, s in batch), return_exceptions=True)
+        return [r if isinstance(r, list | Exception) else Exception(repr(r)) for r in replies]
 
     @abstractmethod
     async def release(self, user_id: str, socket: str) -> None:

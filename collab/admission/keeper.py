@@ -19,9 +19,8 @@ from collab.admission.base import SocketAdmission
 
 log = logging.getLogger("collab.admission")
 
-# Renewals in flight at once during a pass (one per user): well under the
-# Redis pool's bound, so hellos still find connections during a pass.
-_RENEW_CONCURRENCY = 8
+# Users renewed per round trip during a pass.
+_RENEW_BATCH = 500
 
 
 class UserSlots:
@@ -93,37 +92,59 @@ class UserSlots:
             log.warning("socket slot release failed; it expires with its TTL", exc_info=True)
 
     async def renew_all(self) -> None:
-        """One renewal pass over every slot held here."""
+        """One renewal pass over every slot held here, in batches of users
+        (one round trip each)."""
         batch = [
             (user, mine)
             for user, sockets in self._held.items()
             if (mine := [s for s in sockets if s not in self._pending])
         ]
-        gate = asyncio.Semaphore(_RENEW_CONCURRENCY)
-
-        async def renew(user: str, sockets: list[str]) -> None:
-            async with gate:
-                refused = await self.store.admit(user, sockets, self.limit, self.ttl_ms)
-            for socket in refused:
-                on_lost = self._forget(user, socket)
-                if on_lost is not None:
-                    on_lost()
-            mine = self._held.get(user, {})
-            for socket in sockets:
-                if socket not in mine and socket not in refused:
-                    # Released while the renewal ran: the renewal may have
-                    # written it back after the release removed it.
-                    await self.store.release(user, socket)
-
-        results = await asyncio.gather(*(renew(u, s) for u, s in batch), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
+        failed = 0
+        for start in range(0, len(batch), _RENEW_BATCH):
+            chunk = batch[start : start + _RENEW_BATCH]
+            try:
+                replies = await self.store.admit_many(chunk, self.limit, self.ttl_ms)
+            except Exception:
+                log.warning("socket slot renewal failed", exc_info=True)
+                failed += len(chunk)
+                continue
+            for (user, sockets), refused in zip(chunk, replies, strict=True):
+                if isinstance(refused, Exception):
+                    failed += 1
+                    continue
+                await self._settle(user, sockets, refused)
         if failed:
-            log.warning("socket slot renewal failed for %d users", len(failed), exc_info=failed[0])
+            log.warning("socket slots of %d users not renewed; they lapse after their TTL", failed)
+
+    async def _settle(self, user: str, sockets: list[str], refused: list[str]) -> None:
+        """Act on one user's renewal: close what was refused, and remove
+        again what was released while the renewal ran (it may have written
+        the slot back after the release removed it)."""
+        for socket in refused:
+            on_lost = self._forget(user, socket)
+            if on_lost is not None:
+                on_lost()
+        mine = self._held.get(user, {})
+        for socket in sockets:
+            if socket not in mine and socket not in refused:
+                try:
+                    await self.store.release(user, socket)
+                except Exception:
+                    log.warning("socket slot release failed; it expires with its TTL")
 
     async def _renew_loop(self) -> None:
+        """A pass every ``renew_every_s`` from start to start, so a long pass
+        (many users) does not stretch the time between two renewals."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.renew_every_s
         while True:
-            await asyncio.sleep(self.renew_every_s)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            started = loop.time()
+            due = started + self.renew_every_s
             try:
                 await self.renew_all()
             except Exception:  # never let one bad pass end the renewals
                 log.warning("socket slot renewal pass failed", exc_info=True)
+            took = loop.time() - started
+            if took > self.renew_every_s:
+                log.warning("socket slot renewal pass took %.1f s", took)

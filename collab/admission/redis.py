@@ -14,10 +14,19 @@ tag stays whole)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from collab.admission.base import SocketAdmission
 from collab.errors import Unavailable
-from collab.redis_client import RedisClient, RedisClientOptions, open_redis, redis_errors
+from collab.redis_client import (
+    RedisClient,
+    RedisClientOptions,
+    is_cluster,
+    open_redis,
+    redis_errors,
+)
 
 _WHAT = "socket admission"
 
@@ -90,6 +99,30 @@ class RedisSocketAdmission(SocketAdmission):
         with redis_errors(_WHAT):
             refused = await self._admit(keys=[self.key(user_id)], args=[limit, ttl_ms, *sockets])
         return [r.decode() if isinstance(r, bytes) else str(r) for r in refused or []]
+
+    async def admit_many(
+        self, batch: Sequence[tuple[str, Sequence[str]]], limit: int, ttl_ms: int
+    ) -> list[list[str] | Exception]:
+        """One pipeline for the whole batch, so a replica's renewal pass is a
+        few round trips, not one per user."""
+        if is_cluster(self._r):
+            # A cluster pipeline refuses scripts: a few calls at a time.
+            return await super().admit_many(batch, limit, ttl_ms)
+        with redis_errors(_WHAT):
+            replies = await self._pipelined(batch, limit, ttl_ms)
+            if any(isinstance(r, NoScriptError) for r in replies):
+                # Redis restarted or failed over since start(): load it again.
+                await self._r.script_load(_ADMIT)
+                replies = await self._pipelined(batch, limit, ttl_ms)
+        return [r if isinstance(r, Exception) else [str(x) for x in r or []] for r in replies]
+
+    async def _pipelined(
+        self, batch: Sequence[tuple[str, Sequence[str]]], limit: int, ttl_ms: int
+    ) -> list[Any]:
+        async with self._r.pipeline(transaction=False) as pipe:
+            for user, sockets in batch:
+                pipe.evalsha(self._admit.sha, 1, self.key(user), limit, ttl_ms, *sockets)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def release(self, user_id: str, socket: str) -> None:
         # An emptied sorted set is deleted by Redis itself.

@@ -119,3 +119,29 @@ async def test_redis_keys_are_one_slot_per_user_and_expire(admission: AdmissionE
         assert await client.exists(store.key("u1")) == 0, "nothing is left behind"
     finally:
         await client.aclose()
+
+
+async def test_a_batch_renews_and_refuses_per_user(admission: AdmissionEnv) -> None:
+    """One round trip for a replica's renewal pass: each user's sockets are
+    renewed or refused as ``admit`` would, whatever slots the users hash to."""
+    store = admission.store
+    users = [f"user-{i}" for i in range(30)]
+    for user in users:
+        assert await store.admit(user, ["a"], 2, TTL_MS) == []
+    await admission.advance(TTL_MS * 0.6)
+    replies = await store.admit_many([(u, ["a", "b", "c"]) for u in users], 2, TTL_MS)
+    assert replies == [["c"]] * len(users)
+    await admission.advance(TTL_MS * 0.6)  # past the first TTL: renewed, so still counted
+    assert [await store.count(u) for u in users] == [2] * len(users)
+    assert await store.admit_many([], 2, TTL_MS) == []
+
+
+async def test_a_batch_survives_a_redis_that_forgot_its_scripts(admission: AdmissionEnv) -> None:
+    if admission.kind != "redis":
+        return
+    client = aioredis.Redis.from_url(admission.url)
+    try:
+        await client.script_flush()  # as after a restart or a failover
+    finally:
+        await client.aclose()
+    assert await admission.store.admit_many([("u1", ["a", "b"])], 1, TTL_MS) == [["b"]]

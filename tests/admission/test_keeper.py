@@ -137,3 +137,17 @@ def test_address_slots_count_each_socket_and_give_back_once() -> None:
     b.release()
     c.release()
     assert slots.open("10.0.0.1") == 0 and len(slots) == 1
+
+
+async def test_the_renewal_loop_keeps_slots_and_stops_on_close() -> None:
+    store = MemorySocketAdmission()  # the real monotonic clock
+    slots = UserSlots(store, 1, ttl_ms=300, renew_every_s=0.1)
+    await slots.start()
+    try:
+        assert await slots.reserve("u1", "a", never)
+        await asyncio.sleep(0.8)  # well past the TTL
+        assert await store.count("u1") == 1, "the loop renewed it"
+    finally:
+        await slots.close()
+    await asyncio.sleep(0.4)
+    assert await store.count("u1") == 0, "no renewals after close: it lapsed"
