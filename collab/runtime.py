@@ -32,10 +32,11 @@ class LiveSocket(Protocol):
 
 
 class ConnectionSet:
-    """The live connections, also indexed by user id: the per-user socket
-    limit is checked on every hello, and a scan of all sockets there made
-    connecting quadratic (docs/benchmarks.md, capacity). A connection's user
-    id never changes (a role change keeps the id)."""
+    """The live connections, also indexed by user id, so finding a user's
+    sockets is no scan of all of them (docs/benchmarks.md, capacity). A
+    connection's user id never changes (a role change keeps the id). The
+    per-user socket limit is not counted here but by ``user_slots``, across
+    replicas."""
 
     def __init__(self) -> None:
         self._all: set[LiveSocket] = set()
@@ -183,9 +184,6 @@ class Runtime:
     def client_address(self, conn: HTTPConnection) -> str:
         peer = conn.client.host if conn.client else "unknown"
         return client_address(peer, conn.headers.get("x-real-ip"), self.proxy_networks)
-
-    def user_sockets(self, user_id: str) -> list[LiveSocket]:
-        return self.connections.of_user(user_id)
 
     async def drain(self) -> None:
         await self.hub.drain()
