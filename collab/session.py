@@ -224,7 +224,7 @@ class Connection:
         try:
             claims = await self.rt.authenticate(hello.token)
             self.user = claims.user
-            await self._reserve_user_slot()
+            await self._reserve_user_slot(hello.resume)
             resumed, leases = await self.hub.attach(self, hello.resume)
         except CollabError as exc:
             await self._act(self.protocol.hello_refused(exc))
@@ -239,13 +239,22 @@ class Connection:
         self._writer = asyncio.create_task(self._write())
         self._arm_timer()
 
-    async def _reserve_user_slot(self) -> None:
+    async def _reserve_user_slot(self, resume: str | None) -> None:
         """One of the user's socket slots, reserved atomically across every
         replica (``collab.admission``); ``rate_limited`` at the limit. Marked
         held before the await, so a cancelled hello still gives it back."""
         slots = self.rt.user_slots
         self._user_slot = True
-        if not await slots.reserve(self.user.id, self.socket_id, self._user_slot_lost):
+        admitted = await slots.reserve(self.user.id, self.socket_id, self._user_slot_lost)
+        if not admitted and resume:
+            # Resuming one's own session takes the slot of the socket it
+            # replaces (often a dead connection nobody noticed yet, which the
+            # resume closes anyway): a user at the limit can come back at once.
+            old = await self.rt.registry.get(resume)
+            if old is not None and old.user.id == self.user.id:
+                await slots.evict(self.user.id, old.socket)
+                admitted = await slots.reserve(self.user.id, self.socket_id, self._user_slot_lost)
+        if not admitted:
             self._user_slot = False
             self.rt.metrics.rate_limited.labels("sockets_per_user").inc()
             raise RateLimited(f"at most {slots.limit} open sockets per user")

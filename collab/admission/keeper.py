@@ -91,6 +91,12 @@ class UserSlots:
         except Exception:
             log.warning("socket slot release failed; it expires with its TTL", exc_info=True)
 
+    async def evict(self, user_id: str, socket: str) -> None:
+        """Remove the slot of a socket that is being replaced, wherever it is
+        held. Its replica's next renewal may take it back only if there is
+        room, and otherwise closes that socket (``on_lost``)."""
+        await self.store.release(user_id, socket)
+
     async def renew_all(self) -> None:
         """One renewal pass over every slot held here, in batches of users
         (one round trip each)."""

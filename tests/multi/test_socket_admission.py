@@ -94,3 +94,27 @@ async def test_a_killed_replicas_slots_expire(
     assert all(await hello_all(back, token)), "the dead replica's slots still counted"
     for ws in back:
         await ws.close()
+
+
+async def test_a_resume_at_the_cap_takes_the_replaced_sockets_slot(
+    cluster: Callable[[int], list[ServerProcess]],
+) -> None:
+    """A user at the cap whose connection dropped unnoticed comes back at once
+    by resuming: the new socket takes the slot of the one it replaces."""
+    a, b = cluster(2)
+    api = await Api.register(a.url)
+    token = api.token or ""
+    live = [await WsClient.signed_in(s.ws_url, token) for s in (a, b) for _ in range(CAP // 2)]
+    stale = live[0]  # on a; its client moved on without closing it
+    back = await WsClient.connect(b.ws_url)
+    welcome = await back.hello(token, resume=stale.welcome["session"])
+    assert welcome["type"] == "welcome" and welcome["resumed"] is True, welcome
+    assert (await stale.wait_closed())[0] == 4409
+    fresh = await WsClient.connect(a.ws_url)
+    assert (await fresh.hello(token))["code"] == "rate_limited", "still exactly the cap"
+    await asyncio.sleep(3 * TTL_S)  # renewals on both replicas settle on the same count
+    again = await WsClient.connect(b.ws_url)
+    assert (await again.hello(token))["code"] == "rate_limited"
+    for ws in [back, *live[1:]]:
+        assert (await ws.request("heartbeat"))["type"] == "heartbeat_ack"
+        await ws.close()
