@@ -84,7 +84,7 @@ async def test_cluster_settings_build_cluster_clients_everywhere() -> None:
     try:
         assert isinstance(leases, RedisLeaseStore) and isinstance(leases._redis, RedisCluster)
         assert isinstance(presence._redis, RedisCluster)  # type: ignore[attr-defined]
-        seeds = [(n.host, n.port) for n in leases._redis.startup_nodes.values()]  # type: ignore[union-attr]
+        seeds = [(n.host, n.port) for n in leases._redis.nodes_manager.startup_nodes.values()]  # type: ignore[union-attr]
         assert sorted(seeds) == [("n1", 7000), ("n2", 7001)]
         assert isinstance(registry, RedisSessionRegistry)
     finally:
