@@ -92,9 +92,11 @@ def test_sentinel_network_policy_admits_the_app_and_the_redis_pods(bundled: list
 
 
 def _script_variables(name: str) -> set[str]:
+    """The variables a script reads and has no default for."""
     text = (hs.CHART_DIR / "files" / name).read_text()
     names = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text))
-    return names - {"REDISCLI_AUTH"}
+    defaulted = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):-", text))
+    return names - defaulted - {"REDISCLI_AUTH"}
 
 
 @pytest.mark.parametrize(
@@ -111,8 +113,8 @@ def test_start_scripts_get_every_variable_they_read(
     assert config[script] == (hs.CHART_DIR / "files" / script).read_text()
     env = hs.env_of(c)
     missing = _script_variables(script) - set(env)
-    # REDIS_REPLICAS has a default in the scripts but is always given.
     assert not missing, missing
+    assert env["REDIS_REPLICAS"]["value"] == "3"
     assert env["REDIS_DOMAIN"]["value"] == DOMAIN
     assert env["REDIS_PASSWORD_FILE"]["value"].startswith("/run/secrets/collab/")
 

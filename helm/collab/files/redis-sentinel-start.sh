@@ -7,11 +7,12 @@
 #
 # Environment: REDIS_PASSWORD_FILE, REDIS_NAME, REDIS_DOMAIN, SENTINEL_MASTER,
 # SENTINEL_QUORUM, SENTINEL_DOWN_AFTER_MS, SENTINEL_FAILOVER_TIMEOUT_MS,
-# SENTINEL_DIR (writable).
+# SENTINEL_DIR (writable); optional: POD_NAME (default: the host name),
+# REDIS_REPLICAS (default 3), SENTINEL_BIND (default: every address).
 set -eu
 password="$(cat "$REDIS_PASSWORD_FILE")"
 [ -n "$password" ] || { echo "sentinel: empty password file" >&2; exit 1; }
-me="$(hostname).$REDIS_DOMAIN"
+me="${POD_NAME:-$(hostname)}.$REDIS_DOMAIN"
 
 master=""
 i=0
@@ -33,6 +34,7 @@ umask 077
 conf="$SENTINEL_DIR/sentinel.conf"
 cat > "$conf" <<CONF
 port 26379
+bind ${SENTINEL_BIND:-* -::*}
 dir $SENTINEL_DIR
 sentinel resolve-hostnames yes
 sentinel announce-hostnames yes

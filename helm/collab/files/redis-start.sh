@@ -9,11 +9,12 @@
 #
 # Environment: REDIS_PASSWORD_FILE, REDIS_NAME (the StatefulSet), REDIS_DOMAIN
 # (the headless Service's domain), SENTINEL_MASTER (the master's name),
-# REDIS_CONF (the static config file).
+# REDIS_CONF (the static config file); optional: POD_NAME (default: the host
+# name), REDIS_REPLICAS (default 3).
 set -eu
 password="$(cat "$REDIS_PASSWORD_FILE")"
 [ -n "$password" ] || { echo "redis: empty password file" >&2; exit 1; }
-me="$(hostname).$REDIS_DOMAIN"
+me="${POD_NAME:-$(hostname)}.$REDIS_DOMAIN"
 
 # Who the sentinels say the master is (empty if none answers).
 sentinel_master() {
