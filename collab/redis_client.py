@@ -11,6 +11,7 @@ The defaults below apply when ``Settings`` has no ``redis_socket_timeout_s`` /
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +25,14 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot
+from redis.exceptions import (
+    ClusterDownError,
+    MaxConnectionsError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
 
 from collab.errors import Unavailable
 from collab.types import ROLES, Role, User
@@ -33,9 +40,8 @@ from collab.types import ROLES, Role, User
 # Commands fail fast: a waiter polls again and a holder's heartbeat is retried
 # by its client, so a long hang only delays the 503 the caller must see anyway.
 DEFAULT_SOCKET_TIMEOUT_S = 2.0
-# Bounded pool: callers queue for a connection instead of opening thousands.
-# In cluster mode the bound is per node and a caller past it gets a 503
-# (redis-py's cluster client does not queue).
+# Bounded pool: callers queue for a connection instead of opening thousands
+# (in cluster mode: for one of this many commands in flight).
 DEFAULT_POOL_MAX = 32
 # One quick retry on a broken pooled connection (after a Redis restart the
 # first command on each stale connection fails); more would only hide an
@@ -155,12 +161,45 @@ def _host_port(url: str) -> tuple[str, int]:
     return str(parsed.get("host") or "127.0.0.1"), int(parsed.get("port") or 6379)
 
 
+class _Cluster(RedisCluster):
+    """redis-py's cluster client with the standalone pool's two promises: a
+    timeout is not retried (the script may have run; a broken connection, a
+    CLUSTERDOWN while a replica takes over and an unserved slot are), and a
+    caller waits up to the socket timeout for one of ``pool_max`` commands in
+    flight instead of failing when a node's connections are all busy."""
+
+    ERRORS_ALLOW_RETRY = (RedisConnectionError, ClusterDownError, SlotNotCoveredError)  # type: ignore[assignment]
+
+    def __init__(self, *, in_flight: int, wait_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._in_flight = asyncio.Semaphore(in_flight)
+        self._wait_s = wait_s
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await self._in_flight.acquire()
+        except TimeoutError:
+            raise MaxConnectionsError("every Redis connection is busy") from None
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._in_flight.release()
+
+
+# Per cluster node, above the commands in flight: the admin listing's
+# pipeline takes a connection per node beside them.
+CLUSTER_NODE_HEADROOM = 4
+
+
 def _open_cluster(url: str, options: RedisClientOptions, common: dict[str, Any]) -> RedisCluster:
     urls = split_urls(url)
     nodes = [ClusterNode(*_host_port(u)) for u in urls]
-    return RedisCluster(
+    return _Cluster(
+        in_flight=options.pool_max,
+        wait_s=options.socket_timeout_s,
         startup_nodes=nodes,
-        max_connections=options.pool_max,
+        max_connections=options.pool_max + CLUSTER_NODE_HEADROOM,
         **_node_kwargs(urls[0]),
         **common,
     )
