@@ -55,3 +55,40 @@ def caret(frame: dict[str, Any]) -> Event:
 def edit_request(note: str, holder_session: str, sender: dict[str, Any]) -> Event:
     """Someone asks the holding session for the note's token."""
     return {"t": "edit_request", "note": note, "session": holder_session, "from": sender}
+
+
+# -- routing ---------------------------------------------------------------------------------
+# Each event goes to one topic, and a replica hears only the topics it follows
+# (``Hub.topics_wanted``): the notes it serves a subscriber, a holder or a
+# waiter of, and the sessions and users it has sockets of. Adding replicas
+# then adds capacity instead of copies of every event (docs/scaling.md).
+_SESSION_EVENTS = frozenset({"moved", "kick", "edit_request"})
+
+
+def note_topic(note: str) -> str:
+    return "note:" + note
+
+
+def session_topic(session: str) -> str:
+    return "session:" + session
+
+
+def user_topic(user: str) -> str:
+    return "user:" + user
+
+
+# Followed by every replica at all times: an event naming no note, session or
+# user (none of ours does) reaches everyone.
+EVERYONE = "all"
+
+
+def topic(event: Event) -> str:
+    """The one topic ``event`` is published on."""
+    kind = event.get("t")
+    if kind in _SESSION_EVENTS and "session" in event:
+        return session_topic(str(event["session"]))
+    if kind == "access" and "user" in event:
+        return user_topic(str(event["user"]))
+    if "note" in event:
+        return note_topic(str(event["note"]))
+    return EVERYONE

@@ -21,6 +21,9 @@ class Host(Protocol):
     async def publish(self, event: Event) -> None:
         """Tell every replica (at most once; rule 7)."""
 
+    async def follow(self, *topics: str) -> None:
+        """Hear these bus topics from now on (``events.topic``)."""
+
     async def lock_changed(self, note_id: str, reason: str, fence: int = 0) -> None: ...
 
     async def audit(

@@ -79,6 +79,9 @@ class Hub:
         self.draining = False
         self._timeline_changes = store.timeline_changes  # failovers acted on (rule 10)
         self._resnapshot: set[str] = set()  # notes owed a snapshot after a failover
+        # Topics this replica follows on the bus; a future while the bus has
+        # not confirmed the subscription yet (``follow``).
+        self._followed: dict[str, asyncio.Future[None] | None] = {}
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -145,6 +148,9 @@ class Hub:
                 record = SessionRecord(resume, peer.user, self.replica_id, peer.socket_id,
                                        old.connected_at)  # fmt: skip
                 resumed = True
+        # Kicks, resume hand-overs and access changes of this session and user
+        # are heard from now on (the socket is not reachable before it).
+        await self.follow(events.session_topic(peer.session), events.user_topic(peer.user.id))
         previous = await self.registry.claim(record, self.settings.lease_ttl_ms)
         if resumed and previous is not None and previous.socket != peer.socket_id:
             await self._supersede(peer.session, previous)
@@ -289,6 +295,9 @@ class Hub:
         changed = await self.presence.touch(note_id, peer.session, peer.user,
                                             self.settings.lease_ttl_ms)  # fmt: skip
         viewers = await self.fanout.viewers(note_id)
+        # Followed before the snapshot is read: every edit after the read
+        # reaches this replica (rule 7).
+        await self.follow(events.note_topic(note_id))
         async with self.edits.serialised(note_id):
             # The snapshot is read from the primary under the note's delivery
             # lock: no push can slip between it and the registration, and it
@@ -333,6 +342,61 @@ class Hub:
             log.warning("lock audit write failed", extra={"note": note_id, "kind": kind})
 
     # -- bus ------------------------------------------------------------------------------
+    async def follow(self, *topics: str) -> None:
+        """Hear these topics (``events.topic``) from now on: returns once the
+        bus delivers what is published on them next. A topic another caller
+        is already subscribing to is waited for, not assumed live. A bus that
+        is down is not waited for: it follows them all again when it
+        reconnects, and the resync covers the gap (rule 7)."""
+        waits: list[asyncio.Future[None]] = []
+        new: list[str] = []
+        for topic in topics:
+            if topic not in self._followed:
+                new.append(topic)
+            elif (pending := self._followed[topic]) is not None:
+                waits.append(pending)
+        if new:
+            ready = asyncio.get_running_loop().create_future()
+            self._followed.update(dict.fromkeys(new, ready))
+            try:
+                await self.bus.follow(new)
+            except Exception:
+                log.warning("bus follow failed", extra={"topics": len(new)})
+            finally:
+                ready.set_result(None)
+                for topic in new:
+                    if self._followed.get(topic) is ready:
+                        self._followed[topic] = None
+        for pending in waits:
+            await asyncio.shield(pending)
+
+    def topics_wanted(self) -> set[str]:
+        """What this replica must hear: the notes it serves a subscriber,
+        holder or waiter of, and the sessions and users it has sockets of."""
+        book = self.tokens.book
+        notes = {*self.sockets.notes(), *(n for _, n, _ in book.all_holds()),
+                 *(n for _, n in book.all_waits())}  # fmt: skip
+        return {
+            *map(events.note_topic, notes),
+            *map(events.session_topic, self.sockets.sessions()),
+            *map(events.user_topic, self.sockets.users()),
+        }
+
+    async def _retopic(self) -> None:
+        """Follow what is wanted and stop following the rest (every tick)."""
+        wanted = self.topics_wanted()
+        stale = [t for t, pending in self._followed.items() if t not in wanted and pending is None]
+        if stale:
+            for topic in stale:
+                del self._followed[topic]
+            try:
+                await self.bus.unfollow(stale)
+            except Exception:
+                log.warning("bus unfollow failed", extra={"topics": len(stale)})
+        missing = wanted.difference(self._followed)
+        if missing:
+            await self.follow(*missing)
+
     async def publish(self, event: Event) -> None:
         event["replica"] = self.replica_id
         try:
@@ -409,6 +473,7 @@ class Hub:
                 await self._check_timeline()
                 await self.tokens.expire_overdue()
                 await self.handoff.tick()
+                await self._retopic()
                 if tick * min(1.0, period) >= period:
                     tick = 0
                     await self._reconcile(full=False)

@@ -144,3 +144,11 @@ class SocketIndex:
 
     def known_notes(self) -> dict[str, int]:
         return dict(self._known)
+
+    def sessions(self) -> list[str]:
+        """The sessions with a socket here."""
+        return list(self._by_session)
+
+    def users(self) -> list[str]:
+        """The users with a socket here."""
+        return list(self._by_user)

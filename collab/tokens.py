@@ -16,7 +16,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from collab import frames
+from collab import events, frames
 from collab.access import can_write
 from collab.errors import BadRequest, Forbidden, Locked, NotFound, Unavailable
 from collab.host import Host
@@ -101,6 +101,9 @@ class Tokens:
         left = self.book.paused_for(_now())
         if left:
             raise Unavailable(f"token grants are paused after a lock-service reset ({left:.1f}s)")
+        # A holder or waiter here must hear the note's lock events (a release
+        # to hand over, a revoke), subscribed to the note or not.
+        await self.host.follow(events.note_topic(note_id))
         session = peer.session
         started = self.book.begin_attempt(session, note_id)
         if not started and self.book.waiting_on(session, note_id) is not None:

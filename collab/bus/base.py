@@ -1,5 +1,7 @@
-"""Cross-replica events. ``redis.py`` uses Redis pub/sub on one channel;
-``memory.py`` is the in-process twin. Delivery is at-most-once (rule 7): every
+"""Cross-replica events, routed by topic (``events.topic``: a note, a
+session or a user): each replica follows only the topics it serves.
+``redis.py`` uses a Redis pub/sub channel per topic; ``memory.py`` is the
+in-process twin. Delivery is at-most-once (rule 7): every
 event carries the note's version or fence so receivers detect gaps, and the
 ``on_resync`` callback fires when a lost subscription is re-established, so the
 hub can resync every note it serves."""
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from collab.events import Event
@@ -63,7 +65,19 @@ class Bus(ABC):
 
     @abstractmethod
     async def publish(self, event: Event) -> None:
-        """Send to every replica. Raises ``Unavailable`` if it cannot."""
+        """Send to every replica that follows the event's topic
+        (``events.topic``). Raises ``Unavailable`` if it cannot."""
+
+    @abstractmethod
+    async def follow(self, topics: Collection[str]) -> None:
+        """Hear ``topics`` from now on: when this returns, every event
+        published on them afterwards is delivered (a note's snapshot is read
+        after it, rule 7). Idempotent. Raises ``Unavailable`` if the bus is
+        down; a reconnect follows every topic again before ``on_resync``."""
+
+    @abstractmethod
+    async def unfollow(self, topics: Collection[str]) -> None:
+        """Stop hearing ``topics`` (best effort: a few more may arrive)."""
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -1,6 +1,7 @@
 """The in-process twin of ``RedisBus``. A ``MemoryBroker`` stands in for the
 Redis server: several ``MemoryBus`` instances attached to one broker behave
-like replicas on one channel, so tests can run two "replicas" in one process.
+like replicas following topics, so tests can run two "replicas" in one
+process; a bus hears the topics it follows, as over Redis.
 
 Events are serialised with orjson on publish and decoded per subscriber, as
 over Redis, so each receiver gets its own copy and a non-JSON event fails at
@@ -14,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 
 import orjson
 
 from collab.bus.base import Bus, Handler, ResyncHandler
 from collab.bus.timing import DEFAULT_MEMORY_QUEUE_MAX
-from collab.events import Event
+from collab.events import EVERYONE, Event, topic
 
 log = logging.getLogger("collab.bus")
 
@@ -38,9 +40,12 @@ class MemoryBroker:
         if bus in self._buses:
             self._buses.remove(bus)
 
-    def publish(self, payload: bytes) -> None:
-        for bus in list(self._buses):
+    def publish(self, topic: str, payload: bytes) -> None:
+        for bus in self.followers(topic):
             bus.offer(payload)
+
+    def followers(self, topic: str) -> list[MemoryBus]:
+        return [bus for bus in self._buses if topic in bus.topics]
 
 
 _process_broker = MemoryBroker()
@@ -61,6 +66,7 @@ class MemoryBus(Bus):
         self._on_resync: ResyncHandler | None = None
         self._connected = False
         self._lost = False  # events were missed since the last resync
+        self.topics: set[str] = {EVERYONE}
 
     @property
     def connected(self) -> bool:
@@ -73,8 +79,14 @@ class MemoryBus(Bus):
         self._task = asyncio.create_task(self._consume(), name="collab-memory-bus")
 
     async def publish(self, event: Event) -> None:
-        self._broker.publish(orjson.dumps(event))
+        self._broker.publish(topic(event), orjson.dumps(event))
         self._count_published(event)
+
+    async def follow(self, topics: Collection[str]) -> None:
+        self.topics.update(topics)
+
+    async def unfollow(self, topics: Collection[str]) -> None:
+        self.topics.difference_update(topics)
 
     async def close(self) -> None:
         self._broker.detach(self)

@@ -1,8 +1,13 @@
-"""The event bus over Redis pub/sub on ``<prefix>:events``; on a Redis Cluster
-over sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``) on ``<prefix>:{events}``,
-which lives on the shard serving its slot (the subscriber connects to that
-shard's master and finds it again after a failover or a slot move, when
-Redis ends the subscription with ``sunsubscribe``).
+"""The event bus over Redis pub/sub, one channel per topic
+(``<prefix>:ev:{<topic>}``, ``events.topic``): each replica subscribes to the
+topics it serves (``follow``/``unfollow``) plus a channel of its own, which
+keeps the connection subscribed, so it receives only the events of its notes,
+sessions and users. On a Redis Cluster the bus still uses one sharded channel
+(``SPUBLISH``/``SSUBSCRIBE`` on ``<prefix>:{events}``, which lives on the shard
+serving its slot; the subscriber connects to that shard's master and finds it
+again after a failover or a slot move, when Redis ends the subscription with
+``sunsubscribe``) and every replica hears every event: per-topic channels
+over the shards are not built yet (docs/scaling.md).
 
 Publishing uses a pooled client. Receiving runs in one task that owns a
 dedicated pub/sub connection and treats *any* sign of trouble as a lost
@@ -21,6 +26,8 @@ import contextlib
 import logging
 import random
 import re
+import uuid
+from collections.abc import Collection
 
 import orjson
 import redis.asyncio as aioredis
@@ -29,7 +36,7 @@ from redis.asyncio.client import PubSub
 from collab.bus.base import Bus, Handler, ResyncHandler
 from collab.bus.timing import BusTiming
 from collab.errors import Unavailable
-from collab.events import Event
+from collab.events import EVERYONE, Event, topic
 from collab.redis_client import (
     RedisClient,
     RedisClientOptions,
@@ -65,7 +72,16 @@ class RedisBus(Bus):
         self._name = "collab-bus-" + (re.sub(r"[^A-Za-z0-9._-]", "", replica_id) or "replica")
         self._publisher = open_redis(url, options, client_name=self._name)
         self._sharded = is_cluster(self._publisher)
-        self.channel = f"{prefix}:{{events}}" if self._sharded else f"{prefix}:events"
+        self.channel = f"{prefix}:{{events}}"  # the one channel on a cluster
+        self._prefix = prefix
+        home = re.sub(r"[^A-Za-z0-9._-]", "", replica_id) or uuid.uuid4().hex
+        self._home = self._channel("replica:" + home)
+        self._topics: set[str] = set()
+        # Subscriptions asked for and not confirmed yet: their confirmations
+        # are expected; any other means redis-py re-subscribed underneath us
+        # (events may have been missed). Unsubscribe confirmations only ever
+        # answer ours.
+        self._confirming: dict[str, asyncio.Future[None]] = {}
         self._kinds_in = (
             ("smessage", "ssubscribe", "sunsubscribe")
             if self._sharded
@@ -101,14 +117,43 @@ class RedisBus(Bus):
         pubsub = await self._subscribe()
         self._task = asyncio.create_task(self._run(pubsub), name="collab-bus-subscriber")
 
+    def _channel(self, topic: str) -> str:
+        return f"{self._prefix}:ev:{{{topic}}}"
+
     async def publish(self, event: Event) -> None:
         payload = orjson.dumps(event)
         with redis_errors(_WHAT):
             if self._sharded:
                 await self._publisher.spublish(self.channel, payload)
             else:
-                await self._publisher.publish(self.channel, payload)
+                await self._publisher.publish(self._channel(topic(event)), payload)
         self._count_published(event)
+
+    async def follow(self, topics: Collection[str]) -> None:
+        new = [t for t in topics if t not in self._topics]
+        self._topics.update(new)
+        pubsub = self._pubsub
+        if self._sharded or not new or pubsub is None or not self._connected:
+            return  # a reconnect subscribes to every topic followed
+        loop = asyncio.get_running_loop()
+        channels = [self._channel(t) for t in new]
+        waits = [self._confirming.setdefault(c, loop.create_future()) for c in channels]
+        try:
+            with redis_errors(_WHAT):
+                await pubsub.subscribe(*channels)
+            await asyncio.wait_for(asyncio.gather(*map(asyncio.shield, waits)),
+                                   self.timing.ping_timeout_s * 2)  # fmt: skip
+        except TimeoutError:
+            raise Unavailable(f"the {_WHAT} did not confirm a subscription") from None
+
+    async def unfollow(self, topics: Collection[str]) -> None:
+        gone = [t for t in topics if t in self._topics]
+        self._topics.difference_update(gone)
+        pubsub = self._pubsub
+        if self._sharded or not gone or pubsub is None or not self._connected:
+            return
+        with redis_errors(_WHAT):
+            await pubsub.unsubscribe(*(self._channel(t) for t in gone))
 
     async def close(self) -> None:
         self._closing = True
@@ -141,17 +186,28 @@ class RedisBus(Bus):
                 assert isinstance(self._subscriber, aioredis.Redis)
                 self._pubsub = pubsub = self._subscriber.pubsub()
                 if self._sharded:
+                    channels = [self.channel]
                     await pubsub.ssubscribe(self.channel)
                 else:
-                    await pubsub.subscribe(self.channel)
-                confirmed = await pubsub.get_message(timeout=self.timing.ping_timeout_s)
-            if not confirmed or confirmed["type"] != self._kinds_in[1]:
-                raise Unavailable(f"the {_WHAT} did not confirm the subscription")
+                    channels = [self._home, self._channel(EVERYONE)]
+                    channels += map(self._channel, self._topics)
+                    await pubsub.subscribe(*channels)
+                await self._confirmed(pubsub, len(channels))
         except BaseException:
             await self._discard_subscription()
             raise
         self._connected = True
         return pubsub
+
+    async def _confirmed(self, pubsub: PubSub, count: int) -> None:
+        """Read the ``count`` subscribe confirmations of a fresh connection."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timing.ping_timeout_s * 2
+        for _ in range(count):
+            left = deadline - loop.time()
+            confirmed = await pubsub.get_message(timeout=max(left, 0.001))
+            if not confirmed or confirmed["type"] != self._kinds_in[1]:
+                raise Unavailable(f"the {_WHAT} did not confirm the subscription")
 
     async def _run(self, pubsub: PubSub) -> None:
         while not self._closing:
@@ -196,6 +252,13 @@ class RedisBus(Bus):
                 await self._deliver(message["data"])
             elif kind == "pong":
                 ping_sent = None
+            elif kind == "subscribe" and (waiting := self._confirming.pop(
+                _text(message["channel"]), None
+            )) is not None:  # fmt: skip
+                if not waiting.done():
+                    waiting.set_result(None)
+            elif kind == "unsubscribe" and not self._sharded:
+                pass
             else:
                 # A (re)subscribe or unsubscribe we did not ask for: redis-py
                 # reconnected underneath us, so events may have been missed.
@@ -248,6 +311,12 @@ class RedisBus(Bus):
     async def _discard_subscription(self) -> None:
         pubsub, client = self._pubsub, self._subscriber
         self._pubsub = self._subscriber = None
+        # Waiters for confirmations on this connection: the next connection
+        # subscribes to everything followed, then the hub resyncs.
+        for waiting in self._confirming.values():
+            if not waiting.done():
+                waiting.set_result(None)
+        self._confirming.clear()
         # The connection may already be broken; closing it must not raise.
         if pubsub is not None:
             with contextlib.suppress(Exception):
@@ -255,3 +324,7 @@ class RedisBus(Bus):
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -13,6 +13,7 @@ import pytest
 from collab.bus.base import Bus
 from collab.bus.memory import MemoryBroker, MemoryBus
 from collab.bus.redis import RedisBus
+from collab.events import note_topic
 from tests.bus.helpers import FAST, Recorder
 from tests.leases.helpers import unique_prefix
 from tests.redis_modes.topology import CLUSTER_OPTIONS, redis_cluster_url
@@ -44,6 +45,8 @@ async def bus_pair(request: pytest.FixtureRequest) -> AsyncIterator[BusPair]:
     rec_a, rec_b = Recorder(), Recorder()
     await a.start(rec_a.handle, rec_a.resync)
     await b.start(rec_b.handle, rec_b.resync)
+    for bus in (a, b):  # the suites' events are about note "n" (or no note: everyone's)
+        await bus.follow([note_topic("n")])
     try:
         yield BusPair(str(request.param), a, b, rec_a, rec_b)
     finally:

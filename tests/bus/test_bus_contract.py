@@ -9,6 +9,7 @@ import pytest
 from collab.bus import make_bus
 from collab.bus.memory import MemoryBus
 from collab.bus.redis import RedisBus
+from collab.events import note_topic, session_topic, user_topic
 from collab.settings import Settings
 from tests.bus.conftest import BusPair
 from tests.bus.helpers import Recorder
@@ -63,5 +64,29 @@ async def test_events_must_be_json(bus_pair: BusPair) -> None:
 async def test_make_bus_picks_the_backend() -> None:
     assert isinstance(make_bus(Settings()), MemoryBus)
     remote = make_bus(Settings(redis_url=redis_url(), redis_prefix="bx", replica_id="r1"))
-    assert isinstance(remote, RedisBus) and remote.channel == "bx:events"
+    assert isinstance(remote, RedisBus) and remote.channel == "bx:{events}"
     await remote.close()
+
+
+async def test_a_bus_hears_only_the_topics_it_follows(bus_pair: BusPair) -> None:
+    if bus_pair.kind == "cluster":
+        pytest.skip("on a cluster every replica hears every event (one sharded channel)")
+    a, b, rec = bus_pair.a, bus_pair.b, bus_pair.rec_b
+    await a.publish({"t": "edited", "note": "other", "i": 1})
+    await a.publish({"t": "kick", "session": "s1", "i": 2})
+    await a.publish({"t": "access", "user": "u1", "note": None, "i": 3})
+    await a.publish({"t": "edited", "note": "n", "i": 4})  # followed: a marker
+    await rec.wait_for(has_events(rec, 1))
+    assert rec.seen() == [4]
+    # Followed from the moment follow returns: an event published right after arrives.
+    await b.follow([note_topic("other"), session_topic("s1"), user_topic("u1")])
+    await a.publish({"t": "edited", "note": "other", "i": 5})
+    await a.publish({"t": "kick", "session": "s1", "i": 6})
+    await a.publish({"t": "access", "user": "u1", "note": None, "i": 7})
+    await rec.wait_for(has_events(rec, 4))
+    await b.unfollow([note_topic("other")])
+    await a.publish({"t": "edited", "note": "other", "i": 8})
+    await a.publish({"t": "edited", "note": "n", "i": 9})
+    await rec.wait_for(has_events(rec, 5))
+    assert rec.seen() == [4, 5, 6, 7, 9]
+    assert bus_pair.rec_a.resyncs == rec.resyncs == 0

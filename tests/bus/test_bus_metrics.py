@@ -9,6 +9,7 @@ from __future__ import annotations
 from collab.bus import make_bus
 from collab.bus.base import MAX_KINDS
 from collab.bus.memory import MemoryBroker, MemoryBus
+from collab.events import note_topic
 from collab.metrics import Metrics
 from collab.settings import Settings
 from tests.bus.conftest import BusPair
@@ -50,6 +51,7 @@ async def test_make_bus_counts_into_the_apps_metrics() -> None:
     bus = make_bus(Settings(), metrics)
     rec = Recorder()
     await bus.start(rec.handle, rec.resync)
+    await bus.follow([note_topic("n")])
     try:
         await bus.publish({"t": "presence", "note": "n"})
         await rec.wait_for(lambda: len(rec.events) == 1)

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from collab.bus.base import Handler, ResyncHandler
 from collab.bus.memory import MemoryBroker, MemoryBus
 from collab.hub import Hub
 from collab.leases.memory import MemoryLeaseStore
@@ -77,6 +78,21 @@ def settings(**overrides: Any) -> Settings:
     return Settings(**base)
 
 
+class RecordingBus(MemoryBus):
+    """A replica's bus that keeps every event it handed to the replica."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker)
+        self.received: list[dict[str, Any]] = []
+
+    async def start(self, handler: Handler, on_resync: ResyncHandler) -> None:
+        async def record(event: dict[str, Any]) -> None:
+            self.received.append(event)
+            await handler(event)
+
+        await super().start(record, on_resync)
+
+
 class Cluster:
     """Replicas ``hubs[0..n-1]`` over one store and shared twins."""
 
@@ -92,7 +108,7 @@ class Cluster:
         self.registry = MemorySessionRegistry()
         self.broker = MemoryBroker()
         self.stores = [GatedStore(store) for _ in range(replicas)]
-        self.buses = [MemoryBus(self.broker) for _ in range(replicas)]
+        self.buses = [RecordingBus(self.broker) for _ in range(replicas)]
         self.hubs = [self._hub(i) for i in range(replicas)]
 
     def _hub(self, index: int) -> Hub:
@@ -110,6 +126,10 @@ class Cluster:
     async def close(self) -> None:
         for hub in self.hubs:
             await hub.close()
+
+    def received(self, index: int) -> list[dict[str, Any]]:
+        """Every event replica ``index`` heard on the bus."""
+        return self.buses[index].received
 
     async def user(self, role: Role = "user", name: str | None = None) -> User:
         record = await self.store.create_user(name or f"u{uuid.uuid4().hex[:8]}", "x", role)

@@ -172,12 +172,12 @@ class FaultyBroker(MemoryBroker):
         super().__init__()
         self._b = backends
 
-    def publish(self, payload: bytes) -> None:
+    def publish(self, topic: str, payload: bytes) -> None:
         b, k = self._b, self._b.knobs
         if b.redis_down:
             raise Unavailable("injected: Redis is unreachable")
         loop = asyncio.get_running_loop()
-        for bus in list(self._buses):
+        for bus in self.followers(topic):
             if b.rng.random() < k.bus_drop:
                 continue
             copies = 2 if b.rng.random() < k.bus_dup else 1
