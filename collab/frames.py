@@ -54,9 +54,10 @@ def replica_token(secret: str, replica_id: str) -> str:
     """The ``server`` field of ``welcome``: stable for a replica id under one
     JWT key (so clients and tests can tell replicas apart and a restarted pod
     keeps its token) but it does not reveal the id, which is often a pod
-    name. The "collab started" log line gives each replica's token."""
-    mac = hmac.new(secret.encode(), b"collab-replica\x00" + replica_id.encode(), hashlib.sha256)
-    return "srv-" + mac.hexdigest()[:12]
+    name. The "collab started" log line gives each replica's token. Keyed by
+    a key derived from the JWT key, never the JWT key itself."""
+    key = hmac.new(secret.encode(), b"collab replica token key", hashlib.sha256).digest()
+    return "srv-" + hmac.new(key, replica_id.encode(), hashlib.sha256).hexdigest()[:12]
 
 
 def encode(frame: Frame) -> str:
