@@ -12,7 +12,7 @@ import pytest
 
 from collab.bus.redis import RedisBus
 from collab.bus.timing import BusTiming
-from collab.events import Event
+from collab.events import Event, note_topic
 from collab.leases.redis import RedisLeaseStore
 from collab.metrics import Metrics
 from collab.redis_client import RedisClientOptions
@@ -131,6 +131,7 @@ async def test_the_bus_resubscribes_on_the_new_master_and_resyncs(
     sub.count_with(metrics)
     await sub.start(handler, resync)
     await pub.start(handler, resync)
+    await sub.follow([note_topic("n")])
     try:
         await pub.publish({"t": "lock", "note": "n", "reason": "before"})
         await _until("the first event", lambda: _has(got, "before"))
