@@ -13,7 +13,7 @@ from redis.crc import key_slot
 from collab.admission.redis import RedisSocketAdmission
 from tests.admission.conftest import AdmissionEnv
 
-TTL_MS = 400  # real Redis waits this long; keep it short
+TTL_MS = 1000  # real Redis waits this long; long enough for a loaded machine
 
 
 async def test_admits_up_to_the_limit_and_a_held_socket_renews(admission: AdmissionEnv) -> None:
@@ -37,12 +37,7 @@ async def test_concurrent_admits_take_exactly_the_limit(admission: AdmissionEnv)
     """40 hellos at once against a limit of 20: a count made before any of
     them was added would admit all 40."""
     store = admission.store
-    # A cluster client has at most 32 connections per node and refuses a
-    # caller past them (collab/redis_client.py): 30 at once there.
-    attempts = 30 if admission.kind == "cluster" else 40
-    replies = await asyncio.gather(
-        *(store.admit("u1", [f"s{i}"], 20, 5_000) for i in range(attempts))
-    )
+    replies = await asyncio.gather(*(store.admit("u1", [f"s{i}"], 20, 5_000) for i in range(40)))
     assert sum(1 for refused in replies if not refused) == 20
     assert await store.count("u1") == 20
 
