@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from loadtests.harness import capacity, fanout, throughput, versus, writetoken
+from loadtests.harness import capacity, fanout, routing, throughput, versus, writetoken
 from loadtests.harness.bench import Bench
 from loadtests.harness.peerstack import start_peer_stack
 from loadtests.harness.stack import Stack, external_stack, raise_fd_limit, start_stack
@@ -105,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--floor-duration", type=float, default=10.0)
     v.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
     v.add_argument("--py-spy", default=None, help="py-spy executable (default: on PATH)")
+    routing.add_parser(sub)
     return p
 
 
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = _env(args.env)
     if args.scenario == "versus":
         return versus_main(args, overrides)
+    if args.scenario == "routing":
+        return routing.main(args, overrides)
     if args.scenario == "throughput":
         # Measure the commit path, not the per-socket edit rate limit.
         overrides = {"COLLAB_EDIT_RATE_PER_S": "100000", "COLLAB_EDIT_BURST": "100000", **overrides}
