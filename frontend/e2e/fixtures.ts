@@ -5,7 +5,7 @@
  */
 import AxeBuilder from '@axe-core/playwright';
 import { test as base, expect, type Browser, type BrowserContextOptions, type Locator, type Page } from '@playwright/test';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CollabServer, freePort, frontendDir } from './server';
 
@@ -13,10 +13,14 @@ export const PASSWORD = 'correct-horse-battery';
 const shotsDir = path.join(frontendDir, 'test-results', 'screenshots');
 const docsShotsDir = path.resolve(frontendDir, '..', 'docs', 'screenshots');
 
+/** WebSocket frames of the pages opened with `openAs` in the running test (heartbeats left out). */
+let frameLog: string[] = [];
+
 export const test = base.extend<{ server: CollabServer; serverEnv: Record<string, string> }>({
   serverEnv: [{}, { option: true }],
   server: async ({ serverEnv }, use, testInfo) => {
     const server = new CollabServer(await freePort(), serverEnv);
+    frameLog = [];
     try {
       // Inside the try: a server that fails to start (and may hang) is still stopped.
       await server.start();
@@ -24,6 +28,9 @@ export const test = base.extend<{ server: CollabServer; serverEnv: Record<string
     } finally {
       if (testInfo.status !== testInfo.expectedStatus) {
         await testInfo.attach('server-log', { body: server.output(), contentType: 'text/plain' });
+        const frames = testInfo.outputPath('ws-frames.txt');
+        writeFileSync(frames, frameLog.join('\n'));
+        await testInfo.attach('ws-frames', { path: frames, contentType: 'text/plain' });
       }
       await server.dispose();
     }
@@ -76,8 +83,23 @@ export function lockText(page: Page) {
 export async function openAs(browser: Browser, server: CollabServer, name: string, options: BrowserContextOptions = {}) {
   const context = await browser.newContext(options);
   const page = await context.newPage();
+  recordFrames(page, name);
   await signIn(page, server, name);
   return { context, page };
+}
+
+/** Keep `who`'s WebSocket frames for the failure report (tokens blanked, heartbeats left out). */
+function recordFrames(page: Page, who: string): void {
+  page.on('websocket', (ws) => {
+    const keep = (dir: string) => (frame: { payload: string | Buffer }) => {
+      const text = String(frame.payload);
+      if (/"type":"heartbeat(_ack)?"/.test(text)) return;
+      const at = new Date().toISOString().slice(11, 23);
+      frameLog.push(`${at} ${who} ${dir} ${text.replace(/"token":"[^"]*"/, '"token":"…"')}`);
+    };
+    ws.on('framesent', keep('>'));
+    ws.on('framereceived', keep('<'));
+  });
 }
 
 /** Zero serious or critical axe violations on the page as it is now. */
