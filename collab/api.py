@@ -369,7 +369,7 @@ async def list_notes(request: Request) -> Response:
     for note, grant in await rt.store.list_notes_for(user):
         access = note_access(user, note.owner_id, note.visibility, grant)
         if access is not None:
-            out.append(_summary(note, access))
+            out.append(_for(user, _summary(note, access), "owner_id"))
     return json({"notes": out})
 
 
@@ -393,10 +393,19 @@ async def create_note(request: Request) -> Response:
     return json(note.wire("admin"), 201)
 
 
+def _for(user: User, body: dict[str, Any], *people: str) -> dict[str, Any]:
+    """``body`` as ``user`` may see it: a guest (anyone can be one) is not
+    told account ids (docs/protocol.md, What guests see), so the fields
+    ``people`` naming accounts are null for guests."""
+    if user.role != "guest":
+        return body
+    return {**body, **dict.fromkeys(people)}
+
+
 async def get_note(request: Request) -> Response:
     user = await caller(request)
     note, access = await load_note(request, user)
-    return json(note.wire(access))
+    return json(_for(user, note.wire(access), "owner_id"))
 
 
 async def patch_note(request: Request) -> Response:
@@ -458,7 +467,8 @@ async def list_revisions(request: Request) -> Response:
     user = await caller(request)
     note, _ = await load_note(request, user)
     revisions = await rt_of(request).store.list_revisions(note.id)
-    return json({"revisions": [r.wire(with_content=False) for r in revisions]})
+    shown = [_for(user, r.wire(with_content=False), "by") for r in revisions]
+    return json({"revisions": shown})
 
 
 async def get_revision(request: Request) -> Response:
@@ -470,7 +480,7 @@ async def get_revision(request: Request) -> Response:
     revision = await rt_of(request).store.get_revision(note.id, int(raw))
     if revision is None:
         raise NotFound("no such revision")
-    return json(revision.wire())
+    return json(_for(user, revision.wire(), "by"))
 
 
 # -- admin ---------------------------------------------------------------------------

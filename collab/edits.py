@@ -18,6 +18,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from collab import events, frames
 from collab.access import can_read
 from collab.clock import utc_now
@@ -98,7 +100,9 @@ class EditFeed:
             await self._snapshot_locked(peer, note_id, rid)
             return
         to = edits[-1].version if edits else since
-        peer.push(frames.encode(frames.changes(rid, note_id, since, to, [e.wire() for e in edits])))
+        guest = self.fanout.audience(peer)
+        wires = [e.wire() if guest is None else guest.edited(e.wire()) for e in edits]
+        peer.push(frames.encode(frames.changes(rid, note_id, since, to, wires)))
         if self.sockets.delivered(peer, note_id) is not None:
             self.sockets.deliver(peer, note_id, to)
             self.sockets.raise_known(note_id, to)
@@ -211,14 +215,23 @@ class EditFeed:
             self.metrics.fanout.labels(origin).observe(max(0.0, time.time() - ts))
 
     def _push(self, note_id: str, version: int, frame: str) -> bool:
-        """Send to sockets exactly one behind; True if some are further behind."""
+        """Send to sockets exactly one behind; True if some are further behind.
+        Guests get the frame with its author as ``GuestView`` shows people,
+        built once, and only if a guest is due one."""
         lagging = False
+        for_guests = ""
         for peer in self.sockets.viewers(note_id):
             have = self.sockets.delivered(peer, note_id)
             if have is None:
                 continue
             if have == version - 1:
-                peer.push(frame)
+                if peer.user.role == "guest":
+                    if not for_guests:
+                        shown = self.fanout.guest_view.edited(orjson.loads(frame))
+                        for_guests = frames.encode(shown)
+                    peer.push(for_guests)
+                else:
+                    peer.push(frame)
                 self.sockets.deliver(peer, note_id, version)
             elif have < version - 1:
                 lagging = True

@@ -36,6 +36,10 @@ class GuestView:
         """A ``USER`` or ``BRIEF`` as a guest sees it: ``{"id": alias, "name"}``."""
         return {"id": self.alias(note_id, str(who["id"])), "name": who["name"]}
 
+    def edited(self, frame: Frame) -> Frame:
+        """An ``edited`` frame (or a ``changes`` entry) with its author aliased."""
+        return {**frame, "by": self.person(str(frame["note"]), frame["by"])}
+
     def viewers(self, note_id: str, viewers: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self.person(note_id, v) for v in viewers]
 

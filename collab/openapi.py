@@ -82,7 +82,7 @@ def _schemas(s: Settings) -> dict[str, Any]:
     user = _obj(["id", "name", "role"], id=text, name=text, role={"enum": list(ROLES)})
     note_fields = {
         "id": text,
-        "owner_id": text,
+        "owner_id": {"type": ["string", "null"]},  # null for guests: no account ids
         "title": text,
         "visibility": {"enum": list(VISIBILITIES)},
         "version": integer,

@@ -310,3 +310,17 @@ async def test_health_and_metrics(world: World) -> None:
         assert name in text, name
     r = await world.owner.call("GET", "/api/me")
     assert r.headers.get("x-request-id") and r.headers.get("x-content-type-options") == "nosniff"
+
+
+
+async def test_a_guest_is_not_told_account_ids_over_http(world: World) -> None:
+    guest, owner, note = world.guest, world.owner, world.public
+    seen = [
+        await guest.ok("GET", f"/api/notes/{note}"),
+        await guest.ok("GET", "/api/notes"),
+        await guest.ok("GET", f"/api/notes/{note}/revisions"),
+    ]
+    assert seen[0]["owner_id"] is None and seen[0]["title"] == "pub"
+    assert any(n["id"] == note for n in seen[1]["notes"])
+    assert owner.user["id"] not in str(seen)
+    assert (await owner.ok("GET", f"/api/notes/{note}"))["owner_id"] == owner.user["id"]

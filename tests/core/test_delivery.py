@@ -68,3 +68,22 @@ async def test_making_a_note_private_closes_only_its_readers_who_lost_access(
     assert reader.closed == (4403, "access revoked")
     await settle(0.1)
     assert writer.closed is None and guest.closed is None and by_owner.closed is None
+
+
+async def test_a_guest_never_gets_the_authors_account_id(cluster: Cluster) -> None:
+    h0, h1 = cluster.hubs
+    owner = await cluster.user()
+    note = await cluster.note(owner, visibility="public")
+    writer = await cluster.connect(h0, owner)
+    guest = await cluster.connect(h1, User("g-visitor", "visitor", "guest"))
+    await h1.subscribe(guest, note.id, 1)
+    fence = (await h0.tokens.acquire(writer, note.id, False, 2))["fence"]
+    await type_into(h0, writer, note.id, fence, 0, "hello")
+    await until(lambda: bool(guest.of("edited", note.id)))
+    reader = await cluster.connect(h1, User("g-reader", "reader", "guest"))  # not subscribed
+    await h1.edits.sync(reader, note.id, 0, 3)
+    changes = reader.of("changes", note.id)
+    assert changes and changes[0]["edits"]
+    for frame in [*guest.of("edited", note.id), *changes[0]["edits"]]:
+        assert frame["by"]["name"] == owner.name and frame["by"]["id"].startswith("anon-")
+    assert owner.id not in str(guest.frames) + str(reader.frames)
