@@ -76,19 +76,27 @@ _NO_CLIENT = """<!doctype html><title>collab</title>
 or set <code>COLLAB_STATIC_DIR</code>.</p>"""
 
 
+# The messages that start a response: an HTTP one, or the refusal of a
+# WebSocket upgrade (sent before any socket exists).
+_RESPONSE_STARTS = frozenset({"http.response.start", "websocket.http.response.start"})
+
+
 class RequestContext:
-    """Request id, timing, metrics and a JSON access log for HTTP requests."""
+    """Request id, timing, metrics and a JSON access log for HTTP requests;
+    the request id also on a refused WebSocket upgrade."""
 
     def __init__(self, app: ASGIApp, runtime_of: Any) -> None:
         self.app = app
         self.runtime_of = runtime_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, _with_headers(send, ((b"x-request-id", _rid(scope)),)))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        rid = _rid(scope).decode("latin-1")
         token = request_id.set(rid)
         status = {"code": 500}
         started = time.perf_counter()
@@ -259,19 +267,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         response.headers.update(exc.headers or {})  # e.g. Allow on 405
         return response
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"path": request.url.path})
-        return api.json(Internal().http_body(), 500)
-
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
             CollabError: on_collab_error,
             HTTPException: on_http_error,
-            Exception: on_unexpected,
         },
     )
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(RequestContext, runtime_of=lambda: holder.get("rt"))
     app.add_middleware(SecurityHeaders)
     return app
@@ -297,7 +301,8 @@ def create_metrics_app() -> ASGIApp:
             response = Response(runtime.metrics.render(), media_type=METRICS_MEDIA_TYPE)
         await response(scope, receive, send)
 
-    return app
+    # The same request id and hardening headers as every other response.
+    return SecurityHeaders(RequestContext(app, runtime_of=lambda: next(iter(RUNTIMES), None)))
 
 
 # The client is a same-origin single-page app: its scripts, styles, the /api
@@ -318,6 +323,53 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+def _rid(scope: Scope) -> bytes:
+    """The caller's ``X-Request-Id`` (bounded), or a new one."""
+    given = dict(scope.get("headers") or []).get(b"x-request-id", b"")[:64]
+    return given or uuid.uuid4().hex.encode()
+
+
+def _with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...]) -> Send:
+    """``send`` adding ``extra`` headers to the response start (an HTTP
+    response, or a refused WebSocket upgrade); everything else passes."""
+
+    async def wrapped(message: Any) -> None:
+        if message["type"] in _RESPONSE_STARTS:
+            message.setdefault("headers", []).extend(extra)
+        await send(message)
+
+    return wrapped
+
+
+class UnexpectedErrors:
+    """A handler's unexpected exception becomes the JSON 500 of every other
+    error, answered inside the middlewares that add the request id and the
+    security headers: Starlette's own handler for ``Exception`` runs outside
+    every middleware, so its 500 carried neither."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope["path"]})
+            if started:
+                raise  # too late for another answer: the connection is dropped
+            await api.json(Internal().http_body(), 500)(scope, receive, send)
+
+
 class SecurityHeaders:
     """Hardening headers on every HTTP response, from the app itself, so every
     deployment path (the chart has no gateway in front) carries them."""
@@ -336,6 +388,9 @@ class SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # a refused upgrade is an HTTP response
+            await self.app(scope, receive, _with_headers(send, self.HEADERS))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -65,9 +65,20 @@ def server(
     proc.stop(5)
 
 
-async def test_security_headers_on_every_response(server: ServerProcess) -> None:
+async def test_security_headers_on_every_response(server: ServerProcess, metrics_port: int) -> None:
+    upgrade = {
+        "connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "origin": "https://evil.example",
+    }  # fmt: skip
     async with httpx.AsyncClient(base_url=server.url) as http:
+        refused_upgrade = await http.get("/ws", headers=upgrade)
+        assert refused_upgrade.status_code == 403
+        scraped = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert scraped.status_code == 200
         responses = [
+            refused_upgrade,
+            scraped,
+            await http.get(f"http://127.0.0.1:{metrics_port}/other"),  # 404
             await http.get("/livez"),
             await http.get("/api/config"),
             await http.get("/api/me"),  # 401
@@ -89,6 +100,7 @@ async def test_security_headers_on_every_response(server: ServerProcess) -> None
         assert r.headers.get("x-content-type-options") == "nosniff", where
         assert r.headers.get("referrer-policy") == "no-referrer", where
         assert r.headers.get("x-frame-options") == "DENY", where
+        assert r.headers.get("x-request-id"), where
         if r.request.url.path.startswith("/api/"):
             assert r.headers.get("cache-control") == "no-store", where
     page = responses[-1].text
