@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from collab import events
 from collab.access import can_create_notes, can_manage, is_admin, note_access
 from collab.auth import Claims
 from collab.clock import iso_from_epoch_s
@@ -294,6 +295,8 @@ async def logout(request: Request) -> Response:
     rt = rt_of(request)
     claims = await caller_claims(request)
     await rt.signouts.sign_out(claims)
+    # Sockets signed in with this token close on every replica (4401).
+    await rt.hub.publish(events.signed_out(claims.user.id))
     auth_event(request, "logout", user=claims.user.id)
     return Response(status_code=204)
 
@@ -327,6 +330,8 @@ async def change_password(request: Request) -> Response:
         raise Forbidden("the current password is wrong")
     password_hash = await rt.hashing.hash(new)
     await rt.store.set_password(user.id, password_hash)
+    # Sockets signed in with the older tokens close on every replica (4401).
+    await rt.hub.publish(events.signed_out(user.id))
     auth_event(request, "password_changed", user=user.id)
     return _token_reply(request, user, password_version=rt.codec.password_version(password_hash))
 

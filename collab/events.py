@@ -42,6 +42,12 @@ def kick(session: str) -> Event:
     return {"t": "kick", "session": session}
 
 
+def signed_out(user: str) -> Event:
+    """A token of the user was signed out or its password changed: sockets
+    of the user check the token they signed in with again."""
+    return {"t": "signed_out", "user": user}
+
+
 def deleted(note: str) -> Event:
     return {"t": "deleted", "note": note}
 
@@ -87,7 +93,7 @@ def topic(event: Event) -> str:
     kind = event.get("t")
     if kind in _SESSION_EVENTS and "session" in event:
         return session_topic(str(event["session"]))
-    if kind == "access" and "user" in event:
+    if kind in ("access", "signed_out") and "user" in event:
         return user_topic(str(event["user"]))
     if "note" in event:
         return note_topic(str(event["note"]))

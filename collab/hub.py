@@ -435,6 +435,9 @@ class Hub:
             peer = self.sockets.get(str(event["session"]))
             if peer is not None:
                 peer.close_soon(CloseCode.FORBIDDEN, "kicked by an administrator")
+        elif kind == "signed_out":
+            for peer in self.sockets.of_user(str(event["user"])):
+                self.spawn(peer.recheck_sign_in())
         elif kind == "caret":
             self.handoff.on_caret(event)
         elif kind == "edit_request":

@@ -21,3 +21,7 @@ class Peer(Protocol):
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close the socket from the server side without waiting."""
+
+    async def recheck_sign_in(self) -> None:
+        """Check the token the socket signed in with again (signed out, a
+        password changed); a token refused now closes the socket 4401."""

@@ -33,7 +33,7 @@ from collab.connection import (
     Request,
     Send,
 )
-from collab.errors import CollabError, Forbidden, Internal, RateLimited
+from collab.errors import CollabError, Forbidden, Internal, RateLimited, Unavailable
 from collab.outbox import Outbox
 from collab.types import Access, User
 from collab.ws_transport import ABORT, SEND_NOW, framed_text
@@ -93,6 +93,7 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._attached = False
+        self._token = ""  # the token in force: hello's, then each refresh's
         self._user_slot = False  # one of the user's socket slots is held
 
     # -- Peer -------------------------------------------------------------------
@@ -224,6 +225,7 @@ class Connection:
         try:
             claims = await self.rt.authenticate(hello.token)
             self.user = claims.user
+            self._token = hello.token  # checked again when the user signs a token out
             await self._reserve_user_slot(hello.resume)
             resumed, leases = await self.hub.attach(self, hello.resume)
         except CollabError as exc:
@@ -308,8 +310,17 @@ class Connection:
             return await hub.handoff.request(self, msg.note, msg.rid)
         assert_never(msg)
 
+    async def recheck_sign_in(self) -> None:
+        try:
+            await self.rt.authenticate(self._token)
+        except Unavailable:
+            return  # cannot tell now; the token's own expiry still ends it
+        except CollabError as exc:
+            self.close_soon(CloseCode.UNAUTHORIZED, exc.message[:100])
+
     async def _refresh(self, msg: m.Refresh) -> dict[str, Any]:
         claims = await self.rt.authenticate(msg.token)
+        self._token = msg.token
         if claims.user.id != self.user.id:
             raise Forbidden("a refreshed token must be for the same user")
         # The role comes fresh from the database with each refresh: a demoted

@@ -38,6 +38,7 @@ class FakePeer:
         self.access: dict[str, Access] = {}
         self.frames: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None
+        self.rechecks = 0  # times the replica asked it to check its token again
 
     def push(self, frame: str) -> None:
         self.frames.append(orjson.loads(frame))
@@ -45,6 +46,9 @@ class FakePeer:
     def close_soon(self, code: int, reason: str) -> None:
         if self.closed is None:
             self.closed = (code, reason)
+
+    async def recheck_sign_in(self) -> None:
+        self.rechecks += 1
 
     def of(self, kind: str, note: str | None = None) -> list[dict[str, Any]]:
         return [

@@ -61,6 +61,9 @@ class SimPeer:
         if self.closed is None:
             self.closed = (code, reason)
 
+    async def recheck_sign_in(self) -> None:
+        """The simulation's tabs never sign out."""
+
     def _check_order(self, msg: dict[str, Any]) -> None:
         """Rule 7, as the client sees it: versions of a note arrive one by one."""
         kind, note = msg.get("type"), msg.get("note")

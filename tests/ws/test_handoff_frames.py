@@ -6,28 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.support.client import Api, WsClient
 from tests.support.server import ServerProcess
-
-IDLE = {"COLLAB_IDLE_HANDOFF_S": "2", "COLLAB_IDLE_WARNING_S": "1"}
-
-
-@pytest.fixture
-def two_servers(
-    backend_env: Callable[..., dict[str, str]], spawn_server: Callable[..., ServerProcess]
-) -> tuple[ServerProcess, ServerProcess]:
-    """The holder's server and the waiter's: one process when embedded (it
-    cannot share its state), two replicas over PostgreSQL and Redis otherwise."""
-    env = backend_env(**IDLE)
-    first = spawn_server(env, "r1")
-    if "COLLAB_REDIS_URL" not in env:
-        return first, first
-    return first, spawn_server(env, "r2")
-
 
 pytestmark = pytest.mark.parametrize("backend_env", ["embedded", "distributed"], indirect=True)
 
