@@ -262,6 +262,8 @@ test('rename, visibility and sharing work from the note page; the share dialog f
 });
 
 test('every page has no serious or critical accessibility violations', async ({ browser, server }) => {
+  // Four browser contexts and six axe scans: near a minute on two idle cores, more when busy.
+  test.slow();
   server.addAdmin('root', PASSWORD);
   const { note } = await sharedNote(server, 'Accessible plan', '# Title\n\nSome *text*.');
   const context = await browser.newContext();

@@ -15,15 +15,12 @@
  * - The claim survives reconnects: a resumed session keeps its lease (rule 9); a session the
  *   server forgot (restart) re-acquires without waiting and re-sends its edits (same op).
  *
- * The writer's caret and the idle hand-off (protocol.md, "The writer's caret", "Idle
- * hand-off"): the holder sends its caret at most every CARET_INTERVAL_MS, always in the last
- * acknowledged version (what viewers can have); viewers keep the holder's caret in a
- * CaretTracker. The idle warning goes through the token machine; edit requests are shown to
- * the holder only.
+ * The writer's caret (protocol.md, "The writer's caret") is a fourth part, CaretLink, told
+ * what happens here. The idle hand-off ("Idle hand-off") goes through the token machine;
+ * edit requests are shown to the holder only.
  */
 import type {
   AckMsg,
-  CaretMsg,
   ChangesMsg,
   EditedMsg,
   EditRequestMsg,
@@ -37,10 +34,8 @@ import type {
   User,
   WelcomeMsg,
 } from '../api/types';
-import { mapBack } from '../lib/caretMapping';
-import { applyChanges, codePointLength, diffText, unitToCodePoint, type Change } from '../lib/text';
-import { TrailingThrottle } from './caretThrottle';
-import { CaretTracker } from './caretTracker';
+import { applyChanges, diffText, type Change } from '../lib/text';
+import { CaretLink } from './caretLink';
 import { NoteReplica } from './noteReplica';
 import { LOSS_REASONS, NoteStore, describeError, type NoteState, type TokenRole } from './noteState';
 import { Outbox, type InflightEdit } from './outbox';
@@ -65,8 +60,7 @@ export const EDIT_RETRY_MS = 1000;
 export const ACQUIRE_RETRY_MS = 1000;
 /** Subtracted from lease deadlines measured at receive time (reply latency unknown). */
 export const LEASE_MARGIN_MS = 250;
-/** The holder's caret goes out at most this often (the server forwards it no faster). */
-export const CARET_INTERVAL_MS = 100;
+export { CARET_INTERVAL_MS } from './caretLink';
 
 export class NoteSession {
   private readonly store: NoteStore;
@@ -81,13 +75,7 @@ export class NoteSession {
   private syncAgain = false;
   private remoteSeq = 0;
   private closing = false;
-  /** Viewer: the holder's caret. */
-  private readonly carets = new CaretTracker();
-  /** Holder: sends the caret, reading the newest selection when it fires. */
-  private readonly caretThrottle = new TrailingThrottle(CARET_INTERVAL_MS, () => this.sendCaret());
-  /** Holder: the editor's selection, in UTF-16 units of `state.text`. */
-  private selection: { anchor: number; head: number } | null = null;
-  private lastCaret = '';
+  private readonly carets: CaretLink;
   /** Clock time of the last thing the server counts as activity (grant, edit, keep). */
   private lastActiveAt = 0;
   /** Who the token went to and after how long, for the idle hand-off notice. */
@@ -102,6 +90,15 @@ export class NoteSession {
       writable: this.computeWritable(s),
       save: this.outbox.inflight?.sent ? 'saving' : this.outbox.busy ? 'unsaved' : 'saved',
     }));
+    this.carets = new CaretLink({
+      noteId,
+      holderFence: () => (this.token.role === 'holder' && this.socket.connected ? this.token.fence : null),
+      holds: () => holdsToken(this.token.role),
+      mySession: () => this.state.mySession,
+      texts: () => ({ local: this.state.text, server: this.replica.text, version: this.replica.version }),
+      send: (frame) => this.socket.send(frame),
+      show: (caret) => this.patch({ caret }),
+    });
   }
 
   getState = (): NoteState => this.store.getState();
@@ -167,7 +164,7 @@ export class NoteSession {
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     if (this.acquireTimer) clearTimeout(this.acquireTimer);
     this.flushTimer = this.deadlineTimer = this.acquireTimer = null;
-    this.caretThrottle.cancel();
+    this.carets.stop();
   }
 
   // --- user actions ---------------------------------------------------------------------
@@ -224,10 +221,8 @@ export class NoteSession {
    * out, throttled; a move by the user while the idle warning shows counts as activity.
    */
   select(anchor: number, head: number, byUser: boolean): void {
-    this.selection = { anchor, head };
-    if (this.token.role !== 'holder') return;
-    this.caretThrottle.trigger();
-    if (byUser && this.state.idleWarning) void this.keep();
+    this.carets.select(anchor, head);
+    if (byUser && this.token.role === 'holder' && this.state.idleWarning) void this.keep();
   }
 
   /** The note was renamed on this page: show the new title at once. */
@@ -361,18 +356,14 @@ export class NoteSession {
   /** What depends on the role alone: holder-only and viewer-only parts of the page. */
   private roleChanged(before: TokenRole, role: TokenRole): void {
     if (role !== 'waiting') this.patch({ askStatus: null });
-    if (holdsToken(role)) {
-      this.carets.clear(); // this tab draws its own caret now
-      this.publishCaret();
-    } else {
-      this.patch({ idleWarning: null });
-    }
+    if (!holdsToken(role)) this.patch({ idleWarning: null });
     if (!holdsToken(role) || role === 'releasing') this.patch({ editRequests: [] });
+    this.carets.roleChanged();
     if (role === 'holder') {
-      this.lastCaret = '';
-      this.caretThrottle.trigger(); // viewers see where the new holder is at once
+      this.carets.forgetSent();
+      this.carets.nudge(); // viewers see where the new holder is at once
     } else if (before === 'holder') {
-      this.caretThrottle.cancel();
+      this.carets.stop();
     }
   }
 
@@ -457,7 +448,7 @@ export class NoteSession {
         void this.dispatch({ type: 'lease-lost', fence: msg.fence, reason: msg.reason });
         break;
       case 'caret':
-        this.onCaret(msg);
+        this.carets.receive(msg);
         break;
       case 'idle_warning':
         void this.dispatch({
@@ -476,7 +467,7 @@ export class NoteSession {
 
   private onWelcome(welcome: WelcomeMsg): void {
     this.replica.clearBuffered();
-    this.lastCaret = ''; // a new connection: the next caret goes out even if it did not move
+    this.carets.forgetSent(); // a new connection: the next caret goes out even if it did not move
     this.outbox.markUnsent();
     const lease = welcome.leases.find((l) => l.note === this.noteId);
     if (holdsToken(this.token.role)) {
@@ -493,7 +484,7 @@ export class NoteSession {
       const inQueue = this.state.lock?.queue.some((u) => u.id === this.me.id) ?? false;
       void this.dispatch({ type: 'resubscribed', resumed: welcome.resumed, inQueue }).then(() => {
         // Still holding on the new connection: the viewers learn where the caret is again.
-        if (this.token.role === 'holder') this.caretThrottle.trigger();
+        this.carets.nudge();
       });
     });
   }
@@ -579,8 +570,7 @@ export class NoteSession {
 
   private loadReplica(content: string, version: number): void {
     this.replica.load(content, version);
-    this.carets.reset(version, codePointLength(content));
-    this.publishCaret();
+    this.carets.loaded(version, content);
   }
 
   private onEdited(msg: EditedMsg): void {
@@ -609,8 +599,7 @@ export class NoteSession {
       return;
     }
     const whole = msg.content !== undefined ? diffText(before, msg.content) : null;
-    this.carets.edit(msg.version, msg.content !== undefined ? (whole ? [whole] : []) : (msg.changes ?? []));
-    this.publishCaret();
+    this.carets.edited(msg.version, msg.content !== undefined ? (whole ? [whole] : []) : (msg.changes ?? []));
     this.patch({
       text: this.replica.text,
       version: this.replica.version,
@@ -669,7 +658,6 @@ export class NoteSession {
     if (!this.replica.acceptLock(lock)) return; // stale push: fences only grow
     this.patch({ lock });
     this.carets.lock(lock?.fence ?? null);
-    this.publishCaret();
     void this.dispatch({
       type: 'lock',
       fence: lock?.fence ?? null,
@@ -677,44 +665,7 @@ export class NoteSession {
     });
   }
 
-  // --- the writer's caret, edit requests, idle hand-off ---------------------------------
-
-  private onCaret(msg: CaretMsg): void {
-    if (holdsToken(this.token.role) || msg.session === this.state.mySession) return;
-    if (this.carets.receive(msg)) this.publishCaret();
-  }
-
-  /** Put the tracker's caret in the state when it differs from the one shown. */
-  private publishCaret(): void {
-    const c = holdsToken(this.token.role) ? null : this.carets.caret;
-    const shown = this.state.caret;
-    if (!c) {
-      if (shown) this.patch({ caret: null });
-      return;
-    }
-    if (shown && shown.name === c.holder.name && shown.anchor === c.anchor && shown.head === c.head) return;
-    this.patch({ caret: { name: c.holder.name, anchor: c.anchor, head: c.head } });
-  }
-
-  /**
-   * Holder: send where the caret is, in the last acknowledged version (text typed but not
-   * acknowledged yet maps to where it was typed); nothing when it has not moved.
-   */
-  private sendCaret(): boolean {
-    const sel = this.selection;
-    const fence = this.token.fence;
-    if (this.token.role !== 'holder' || fence === null || !sel || !this.socket.connected) return false;
-    const local = this.state.text;
-    const [anchor, head] = mapBack(this.replica.text, local, [
-      unitToCodePoint(local, sel.anchor),
-      unitToCodePoint(local, sel.head),
-    ]);
-    const frame = { type: 'caret', note: this.noteId, fence, version: this.replica.version, anchor, head };
-    const key = JSON.stringify(frame);
-    if (key === this.lastCaret || !this.socket.send(frame)) return false;
-    this.lastCaret = key;
-    return true;
-  }
+  // --- edit requests, idle hand-off ----------------------------------------------------
 
   private onEditRequest(msg: EditRequestMsg): void {
     if (!holdsToken(this.token.role) || this.token.role === 'releasing') return;
@@ -770,8 +721,8 @@ export class NoteSession {
       return;
     }
     this.replica.applyOwn(edit.changes, ack.version);
-    this.carets.edit(ack.version, edit.changes);
-    if (this.token.role === 'holder') this.caretThrottle.trigger(); // now in a newer version
+    this.carets.edited(ack.version, edit.changes);
+    this.carets.nudge(); // the caret is in a newer version now
     const draft = this.state.draft;
     this.patch({
       version: ack.version,

@@ -115,6 +115,14 @@ describe("a viewer's view of the writer's caret", () => {
     expect(note.getState().caret).toEqual({ name: 'Bob', anchor: 7, head: 7 });
   });
 
+  it("ignores a caret of this tab's own session", async () => {
+    const { ws, note } = await openNote({ lock: lock(BOB_BRIEF, 7) });
+    ws.receive({ ...caretPush(3, 2), session: 's-1' });
+    expect(note.getState().caret).toBeNull();
+    ws.receive(caretPush(3, 2));
+    expect(note.getState().caret).toEqual({ name: 'Bob', anchor: 2, head: 2 });
+  });
+
   it('clamps to the text and shows a selection', async () => {
     const { ws, note } = await openNote({ lock: lock(BOB_BRIEF, 7) });
     ws.receive(caretPush(3, 1, 99));
