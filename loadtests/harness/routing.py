@@ -52,11 +52,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadtests.harness import stats
 from loadtests.harness.bench import Bench, cores_summary
 from loadtests.harness.drivers import Control, Pool, Worker, _worker_main, split
-from loadtests.harness.roles import OPEN_CONCURRENCY, ViewerTrack
+from loadtests.harness.roles import ViewerTrack
 from loadtests.harness.stack import Stack, start_stack
 from loadtests.harness.wsclient import Conn, Frame, ProtocolError, get_note, ws_url
 from loadtests.optime import op_time_ns, timed_op
 
+SETUP_CONCURRENCY = 8  # notes whose sockets a driver process sets up at once
+SETUP_RETRIES = 4
 COUNTERS = ("collab_bus_events_received", "collab_bus_events_published")
 # Benchmark-only limits: one owner creates many notes, and a throughput pass
 # measures the commit path rather than the per-socket edit rate limit.
@@ -72,8 +74,8 @@ ROUTING_ENV = {
 class Options:
     notes: int = 300
     viewers: int = 2  # per note
-    rate: float = 1.0  # edits/s per note in the routing pass
-    duration: float = 20.0
+    rate: float = 0.5  # edits/s per note in the routing pass
+    duration: float = 15.0
     counts: list[int] = field(default_factory=lambda: [1, 2, 3])
     load_rate: float = 0.0  # edits/s per note in the throughput passes; 0: closed loop
     window: int = 1
@@ -199,7 +201,10 @@ def _pass(
         start += share
     pool = Pool([RoutingWorker("note_groups", s) for s in specs if s["notes"]])
     try:
+        setup_started = time.monotonic()
         pool.gather("ready", timeout=600)
+        print(f"  {len(items) * (opts.viewers + 1)} sockets set up in "
+              f"{time.monotonic() - setup_started:.1f} s", flush=True)  # fmt: skip
         before = bus_counters(stack.urls)
         load_before = stats.loadavg()
         meter = _meter(bench, pool)
@@ -224,6 +229,9 @@ def _pass(
     by_replica = Counter[int]()
     for r in res:
         by_replica.update({int(k): v for k, v in r["acked_by_replica"].items()})
+    retried = Counter[str]()
+    for r in res:
+        retried.update(r["setup_retries"])
     per_replica = replica_shares(before, after)
     latency = stats.merge_arrays(r["latency_ms"] for r in res)
     row: dict[str, Any] = {
@@ -245,6 +253,7 @@ def _pass(
         "closed_by_server": totals["closed"],
         "stored_mismatched": mismatched,
         "errors": dict(errors),
+        "setup_retries": dict(retried),
         "bus": per_replica,
         "fanout_ms": stats.summarize(latency),
         "ack_ms": stats.summarize(stats.merge_arrays(r["ack_ms"] for r in res)),
@@ -330,7 +339,7 @@ def _meter(bench: Bench, pool: Pool) -> stats.CpuMeter:
     when they run on this host (Redis is shared with anything else using it)."""
     meter = bench.meter(("driver", pool))
     extra: dict[str, int] = {}
-    for i, pid in enumerate(asyncio.run(_pg_backends(bench.stack.database_url))):
+    for i, pid in enumerate(asyncio.run(pg_backends(bench.stack.database_url))):
         extra[f"postgres{i + 1}"] = pid
     redis_pid = _redis_pid(bench.stack.env.get("COLLAB_REDIS_URL", ""))
     if redis_pid is not None:
@@ -341,7 +350,7 @@ def _meter(bench: Bench, pool: Pool) -> stats.CpuMeter:
     return meter
 
 
-async def _pg_backends(database_url: str) -> list[int]:
+async def pg_backends(database_url: str) -> list[int]:
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
@@ -438,24 +447,36 @@ class _Group:
 
         return handle
 
-    async def open(self, gate: asyncio.Semaphore) -> None:
+    async def open(self, gate: asyncio.Semaphore, retries: Counter[str]) -> None:
         async with gate:
             for token in self.item["viewers"]:
                 track = ViewerTrack()
                 conn = await Conn.open(self.url, token, self.on_push(track))
-                snap = await conn.request("subscribe", within_s=60, note=self.note)
-                if snap.get("type") != "snapshot":
-                    raise ProtocolError(f"subscribe refused: {snap}")
+                snap = await _asking(conn, "subscribe", "snapshot", retries, note=self.note)
                 track.base = track.last = snap["version"]
                 self.viewers.append((conn, track))
             self.writer = await Conn.open(self.url, self.item["writer"])
-            snap = await self.writer.request("subscribe", within_s=60, note=self.note)
-            granted = await self.writer.request("acquire", within_s=60, note=self.note, wait=False)
-            if granted.get("type") != "granted":
-                raise ProtocolError(f"acquire refused: {granted}")
+            snap = await _asking(self.writer, "subscribe", "snapshot", retries, note=self.note)
+            granted = await _asking(
+                self.writer, "acquire", "granted", retries, note=self.note, wait=False
+            )
             self.fence, self.v0 = granted["fence"], snap["version"]
             self.length = len(snap["content"])
             self.final = self.v0
+
+
+async def _asking(conn: Conn, kind: str, want: str, retries: Counter[str], **fields: Any) -> Frame:
+    """``kind`` until the reply is ``want``; an ``unavailable`` refusal (a
+    store busy on a loaded machine) is retried a few times, as a client would."""
+    for attempt in range(SETUP_RETRIES + 1):
+        reply = await conn.request(kind, within_s=60, **fields)
+        if reply.get("type") == want:
+            return reply
+        if reply.get("code") != "unavailable" or attempt == SETUP_RETRIES:
+            break
+        retries[kind] += 1
+        await asyncio.sleep(0.5 * 2**attempt)
+    raise ProtocolError(f"{kind} refused: {reply}")
 
 
 async def note_groups(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
@@ -464,8 +485,9 @@ async def note_groups(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
     have seen every version once and in order."""
     window_end = [0]
     groups = [_Group(item, window_end) for item in spec["notes"]]
-    gate = asyncio.Semaphore(max(1, OPEN_CONCURRENCY // 4))
-    await asyncio.gather(*(g.open(gate) for g in groups))
+    gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+    retries: Counter[str] = Counter()
+    await asyncio.gather(*(g.open(gate, retries) for g in groups))
     ctl.send("ready", {"notes": len(groups)})
     rate, window, duration = await ctl.expect("go")
     loop = asyncio.get_running_loop()
@@ -539,14 +561,16 @@ async def note_groups(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
             dup += t.dup
             closed += conn.closed is not None
             lat.extend(t.lat)
-    for g in groups:  # hand the tokens back so the next pass can take them anywhere
-        assert g.writer is not None
-        await g.writer.request("release", within_s=30, note=g.note, fence=g.fence)
+    # Hand the tokens back so the next pass can take them on any replica.
+    await asyncio.gather(
+        *(g.writer.request("release", within_s=30, note=g.note, fence=g.fence)
+          for g in groups if g.writer is not None)
+    )  # fmt: skip
     for g in groups:
         for conn, _ in g.viewers:
-            await conn.close()
-        assert g.writer is not None
-        await g.writer.close()
+            conn.abort()  # as the fan-out viewers do: no close handshake to wait for
+        if g.writer is not None:
+            g.writer.abort()
     return {
         "sent": counts["sent"],
         "acked": counts["acked"],
@@ -558,6 +582,7 @@ async def note_groups(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
         "duplicates": dup,
         "closed": closed,
         "errors": dict(errors),
+        "setup_retries": dict(retries),
         "acked_by_replica": {str(k): v for k, v in acked_by_replica.items()},
         "finals": {g.note: g.final for g in groups},
         "ack_ms": acks.tobytes(),
