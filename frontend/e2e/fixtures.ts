@@ -114,7 +114,8 @@ export async function expectAccessible(page: Page, where: string): Promise<void>
 /** Press Tab (or Shift+Tab) until `target` has the focus. */
 export async function tabTo(page: Page, target: Locator, backwards = false): Promise<void> {
   for (let i = 0; i < 40; i++) {
-    if (await target.evaluate((el) => el === document.activeElement).catch(() => false)) return;
+    // A short wait per look: a target that went away fails here instead of hanging the test.
+    if (await target.evaluate((el) => el === document.activeElement, null, { timeout: 2000 }).catch(() => false)) return;
     await page.keyboard.press(backwards ? 'Shift+Tab' : 'Tab');
   }
   throw new Error(`could not reach ${target} with the keyboard`);
