@@ -671,10 +671,13 @@ def plot(doc: dict[str, Any], out: Path) -> Path:
         twin.bar([k - 0.4 + width * (j + 0.5) for k in ks],
                  [r["bus"][j]["received"] / r["duration_s"] for r in rows],
                  width, alpha=0.25, label=f"events/s received, replica {j + 1}")  # fmt: skip
-    twin.set_ylabel("events received per second")
+    twin.set_ylabel("events received per second (bars)")
+    right.set_ylim(bottom=0)
+    twin.set_ylim(bottom=0, top=twin.get_ylim()[1] * 1.6)  # room for the legend
+    right.set_ylim(top=right.get_ylim()[1] * 1.6)
     lines, labels = right.get_legend_handles_labels()
     more, more_labels = twin.get_legend_handles_labels()
-    right.legend(lines + more, labels + more_labels, fontsize=7, loc="upper left")
+    right.legend(lines + more, labels + more_labels, fontsize=6, loc="upper center", ncol=2)
     m = doc["machine"]
     right.set_title(f"closed loop, window {rows[0]['window'] if rows else '-'}; "
                     f"{m['cpus']} cores shared by everything", fontsize=9)  # fmt: skip
