@@ -25,8 +25,8 @@ authenticated idle sockets heartbeating for ``--idle-s`` s, per heartbeat, and
 server CPU per heartbeat.
 
 ``pubsub``: Redis CPU per PUBLISH of a 300-byte message with 0, 1, 4 and 8
-subscribers (``redis-benchmark``, not pipelined, as the bus publishes), so the cost of a publish and of
-each delivery at full load can be told apart.
+subscribers (``redis-benchmark``, not pipelined, as the bus publishes), so the
+cost of a publish and of each delivery at full load can be told apart.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``python -m loadtests.harness [stack options] SCENARIO [scenario options]``
 
-Scenarios: ``fanout``, ``token``, ``throughput``, ``capacity`` and ``versus``
-(collab and the Hocuspocus peer of ``loadtests/peer`` side by side, ``versus.py``).
+Scenarios: ``fanout``, ``token``, ``throughput``, ``capacity``, ``versus``
+(collab and the Hocuspocus peer of ``loadtests/peer`` side by side, ``versus.py``)
+and ``routing`` (events per replica, edits/s with 1..N replicas, ``routing.py``).
 By default the harness starts the servers itself (``--stack distributed``:
 ``--replicas`` replicas on a fresh PostgreSQL database and a unique Redis
 prefix; ``--stack embedded``: one SQLite process). ``--stack external --url
