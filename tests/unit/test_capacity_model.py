@@ -120,3 +120,15 @@ def test_cli_prints_the_table(cm: ModuleType, capsys: pytest.CaptureFixture[str]
     assert "| **pods** |" in out and "| **Redis shards** |" in out
     assert "| **PostgreSQL commits** | **50,000 /s** |" in out
     assert "| **first limit** |" in out
+
+
+def test_the_scaling_doc_shows_the_current_output(
+    cm: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/scaling.md shows the reference table: rerun the script and paste
+    its output there when a constant changes."""
+    assert cm.main([]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    doc = (SCRIPT.parents[1] / "docs" / "scaling.md").read_text()
+    assert len(table) > 20
+    assert "\n".join(table) in doc
