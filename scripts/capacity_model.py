@@ -29,7 +29,7 @@ SERVER_S_PER_EDIT = 8.58 / 10_432
 # section 1 (loadtests/results/fanout-distributed.json): the viewers' replica in
 # the 10- and 100-viewer `cross` rows, 500 edits each, used 0.31 and 1.57 CPU-s;
 # less its idle cost (0.16 and 0.17 CPU-s, its CPU in the `same` rows) and the
-# viewers' heartbeats (20 and 200 x SERVER_S_PER_HEARTBEAT), that is 0.141 and
+# viewers' heartbeats (20 and 200 x 0.45 ms, section 4), that is 0.141 and
 # 1.310 CPU-s for 500 events and 5,000 or 50,000 pushes: 26 us per push (the
 # slope) and 22 us per event received (the rest).
 SERVER_S_PER_PUSH = 26e-6
@@ -38,34 +38,36 @@ SERVER_S_PER_EVENT_RECEIVED = 22e-6
 # measured on its own: counted at the cost of an event received, which also
 # decodes one small frame and looks up one note.
 SERVER_S_PER_CARET = SERVER_S_PER_EVENT_RECEIVED
-# Server CPU per heartbeat of an idle socket (registry and presence touch, slot
-# renewal). docs/benchmarks.md section 4: 4,000 idle sockets, 0.362 cores, one
-# heartbeat each every 5 s.
-SERVER_S_PER_HEARTBEAT = 0.362 / (4_000 / 5)
+# Server CPU per heartbeat of an idle socket (registry touch, socket slot
+# renewal): scripts/measure_costs.py redis (docs/scaling.md, "Measured here"),
+# 2,000 idle sockets for 20 s, 6.51 CPU-s for 8,000 heartbeats. (The older
+# docs/benchmarks.md section 4 run gave 0.362 cores for 4,000 sockets, 0.45 ms
+# a heartbeat, before the socket slot renewals existed.)
+SERVER_S_PER_HEARTBEAT = 813.8e-6
 # Resident memory: docs/benchmarks.md section 4, 57.6 MiB idle plus 40 KiB per socket.
 RSS_BASE_MIB = 57.6
 RSS_PER_SOCKET_KIB = 40.0
 # Most sockets one distributed process opened on this machine
 # (docs/benchmarks.md section 4: 7,590 of 8,000).
 SOCKETS_PER_PROCESS_MEASURED = 7_590
-# Measured by scripts/measure_costs.py (docs/scaling.md, "Measured here"; the
-# machine was shared with other jobs, load average 8-12 on 2 cores, so CPU
-# figures are on the high side).
+# Measured by scripts/measure_costs.py (docs/scaling.md, "Measured here"; load
+# average 1.3-2.4 on the 2 cores, other jobs running lightly).
 # PostgreSQL: CPU of the run's backends and WAL per edit committed, by the
-# length of the note (characters): every edit writes the whole row again, its
-# content included. Between the points the model interpolates linearly.
-PG_US_PER_EDIT_BY_NOTE_CHARS = ((0, 688.0), (2_000, 2_172.0), (20_000, 2_440.0))
-WAL_BYTES_PER_EDIT_BY_NOTE_CHARS = ((0, 1_445.0), (2_000, 3_942.0), (20_000, 23_771.0))
+# notes' mean length over the run (characters): every edit writes the whole row
+# again, its content included. Between the points the model interpolates.
+PG_US_PER_EDIT_BY_NOTE_CHARS = ((250, 287.0), (2_251, 1_423.0), (20_205, 2_036.0))
+WAL_BYTES_PER_EDIT_BY_NOTE_CHARS = ((250, 1_673.0), (2_251, 4_159.0), (20_205, 23_964.0))
 # Stored edit-log row (pg_column_size), same run.
 EDIT_ROW_BYTES = 320.0
 # Redis CPU per PUBLISH of a 300-byte event (one command per round trip, as the
 # bus sends them) and per subscriber it reaches: `pubsub`, 0 and 8 subscribers,
-# 19.95 and 23.4 us per publish.
-REDIS_S_PER_PUBLISH = 19.95e-6
-REDIS_S_PER_DELIVERY = (23.4 - 19.95) / 8 * 1e-6
+# 13.75 and 36.65 us per publish.
+REDIS_S_PER_PUBLISH = 13.75e-6
+REDIS_S_PER_DELIVERY = (36.65 - 13.75) / 8 * 1e-6
 # Redis CPU per heartbeat of an idle socket through collab (registry touch,
-# socket slot renewal), on a Redis of its own: `redis`, 1,845 sockets, 20 s.
-REDIS_S_PER_HEARTBEAT = 69.1e-6
+# socket slot renewal, and the two replicas' background work over the same
+# 20 s), on a Redis of its own: `redis`, 2,000 sockets, 0.8 CPU-s.
+REDIS_S_PER_HEARTBEAT = 100.0e-6
 HEARTBEAT_S = 5.0  # COLLAB_HEARTBEAT_MS default (docs/operations.md)
 REDIS_CORES_PER_SHARD = 1.0  # Redis runs commands on one thread
 

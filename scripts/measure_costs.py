@@ -167,6 +167,8 @@ def measure(bench: Bench, size: int, count: int, duration: float) -> dict[str, A
     per = max(1, acked)
     row = {
         "note_chars": size,
+        # Each edit adds one character: the notes' mean length over the run.
+        "note_chars_mean": round(size + acked / max(1, count) / 2),
         "notes": count,
         "edits": acked,
         "errors": [r["errors"] for r in res if r["errors"]],
