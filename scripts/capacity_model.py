@@ -42,7 +42,7 @@ SERVER_S_PER_CARET = SERVER_S_PER_EVENT_RECEIVED
 # renewal): scripts/measure_costs.py redis (docs/scaling.md, "Measured here"),
 # 2,000 idle sockets for 20 s, 6.51 CPU-s for 8,000 heartbeats. (The older
 # docs/benchmarks.md section 4 run gave 0.362 cores for 4,000 sockets, 0.45 ms
-# a heartbeat, before the socket slot renewals existed.)
+# a heartbeat, before the socket admission slots and their renewals existed.)
 SERVER_S_PER_HEARTBEAT = 813.8e-6
 # Resident memory: docs/benchmarks.md section 4, 57.6 MiB idle plus 40 KiB per socket.
 RSS_BASE_MIB = 57.6
