@@ -214,7 +214,7 @@ def _pass(
         res = pool.gather("result", timeout=duration + opts.grace_s + 180)
         cpu = meter.stop()
         busy = machine.stop()
-        after = bus_counters(stack.urls)
+        after = settled_counters(stack.urls)
     finally:
         pool.stop()
     finals = {n: v for r in res for n, v in r["finals"].items()}
@@ -308,6 +308,20 @@ def bus_counters(urls: Sequence[str]) -> list[dict[str, dict[str, float]]]:
         r.raise_for_status()
         pages.append(parse_counters(r.text))
     return pages
+
+
+def settled_counters(urls: Sequence[str], tries: int = 10) -> list[dict[str, dict[str, float]]]:
+    """The counters once two readings 0.2 s apart agree: an edit is published
+    just after its ack and its local pushes, so the last few may still be on
+    their way through Redis when the drivers report."""
+    last = bus_counters(urls)
+    for _ in range(tries):
+        time.sleep(0.2)
+        now = bus_counters(urls)
+        if now == last:
+            break
+        last = now
+    return last
 
 
 def replica_shares(
