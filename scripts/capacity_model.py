@@ -213,6 +213,8 @@ def size(d: Deployment) -> Sizing:
 
 def table(d: Deployment, s: Sizing) -> str:
     rows = [
+        ("registered users", f"{d.registered_users:,}",
+         "a users row each; the load comes from the connected ones"),
         ("edits committed", f"{s.edits_per_s:,.0f} /s",
          f"{d.writing_notes:,} notes x {d.edits_per_s:g} edits/s"),
         ("viewers per note being written", f"{s.viewers_per_note:,.1f}",
