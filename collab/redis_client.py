@@ -264,6 +264,33 @@ async def refresh_slots(client: RedisCluster) -> None:
     await client.nodes_manager.initialize()
 
 
+def open_node(
+    client: RedisCluster,
+    name: str,
+    url: str,
+    options: RedisClientOptions,
+    *,
+    client_name: str | None = None,
+) -> aioredis.Redis:
+    """A one-connection client, without library retries, to the cluster node
+    ``name`` (``host:port``, as in the slot map): for the sharded pub/sub
+    subscriptions of the slots it serves. Credentials and TLS as in ``url``'s
+    first address."""
+    host, _, port = name.rpartition(":")
+    return aioredis.Redis(
+        host=host,
+        port=int(port),
+        max_connections=1,
+        client_name=client_name,
+        decode_responses=True,
+        protocol=2,
+        socket_timeout=options.socket_timeout_s,
+        socket_connect_timeout=options.socket_timeout_s,
+        retry=_retry(0),
+        **_node_kwargs(split_urls(url)[0]),
+    )
+
+
 async def open_shard_of(
     client: RedisClient,
     key: str,

@@ -1,21 +1,20 @@
 """The event bus over Redis pub/sub, one channel per topic
 (``<prefix>:ev:{<topic>}``, ``events.topic``): each replica subscribes to the
-topics it serves (``follow``/``unfollow``) plus a channel of its own, which
-keeps the connection subscribed, so it receives only the events of its notes,
-sessions and users. On a Redis Cluster the bus still uses one sharded channel
-(``SPUBLISH``/``SSUBSCRIBE`` on ``<prefix>:{events}``, which lives on the shard
-serving its slot; the subscriber connects to that shard's master and finds it
-again after a failover or a slot move, when Redis ends the subscription with
-``sunsubscribe``) and every replica hears every event: per-topic channels
-over the shards are not built yet (docs/scaling.md).
+topics it serves (``follow``/``unfollow``) and to the channel every replica
+hears, so it receives only the events of its notes, sessions and users. On a
+Redis Cluster the channels are sharded (``SPUBLISH``/``SSUBSCRIBE``): each
+lives on the master serving its hash tag's slot, so the event traffic spreads
+over the shards, and the replica keeps one subscriber connection per master
+that serves one of its channels; Redis ends a subscription whose slot moved
+(``sunsubscribe``), which counts as trouble like any other.
 
-Publishing uses a pooled client. Receiving runs in one task that owns a
-dedicated pub/sub connection and treats *any* sign of trouble as a lost
-subscription: a read or write error, no PONG within the ping timeout (a
-half-open link), or an unexpected (re)subscribe confirmation -- redis-py
-reconnects and re-subscribes on its own inside a failed read, which would
-otherwise hide that events were missed. After a loss it reconnects with capped
-exponential backoff plus jitter on a fresh connection, re-subscribes, and then
+Publishing uses a pooled client. Each subscriber connection (a link) has a
+reader task and treats *any* sign of trouble as lost events: a read or write
+error, no PONG within the ping timeout (a half-open link), or an unexpected
+(re)subscribe confirmation -- redis-py reconnects and re-subscribes on its
+own inside a failed read, which would otherwise hide that events were
+missed. After a loss every link is closed and opened again, from a fresh slot
+map on a cluster, with capped exponential backoff plus jitter; then the bus
 awaits ``on_resync`` so the hub resyncs every note it serves (rule 7).
 """
 
@@ -26,12 +25,15 @@ import contextlib
 import logging
 import random
 import re
-import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import RedisError
 
 from collab.bus.base import Bus, Handler, ResyncHandler
 from collab.bus.timing import BusTiming
@@ -41,9 +43,10 @@ from collab.redis_client import (
     RedisClient,
     RedisClientOptions,
     is_cluster,
+    open_node,
     open_redis,
-    open_shard_of,
     redis_errors,
+    refresh_slots,
     sentinel_master_address,
 )
 
@@ -72,15 +75,12 @@ class RedisBus(Bus):
         self._name = "collab-bus-" + (re.sub(r"[^A-Za-z0-9._-]", "", replica_id) or "replica")
         self._publisher = open_redis(url, options, client_name=self._name)
         self._sharded = is_cluster(self._publisher)
-        self.channel = f"{prefix}:{{events}}"  # the one channel on a cluster
         self._prefix = prefix
-        home = re.sub(r"[^A-Za-z0-9._-]", "", replica_id) or uuid.uuid4().hex
-        self._home = self._channel("replica:" + home)
+        self.channel = self._channel(EVERYONE)  # the one every replica hears
         self._topics: set[str] = set()
         # Subscriptions asked for and not confirmed yet: their confirmations
         # are expected; any other means redis-py re-subscribed underneath us
-        # (events may have been missed). Unsubscribe confirmations only ever
-        # answer ours.
+        # (events may have been missed).
         self._confirming: dict[str, asyncio.Future[None]] = {}
         self._kinds_in = (
             ("smessage", "ssubscribe", "sunsubscribe")
@@ -98,8 +98,10 @@ class RedisBus(Bus):
             sentinel_master=options.sentinel_master,
             sentinel_password=options.sentinel_password,
         )
-        self._subscriber: RedisClient | None = None
-        self._pubsub: PubSub | None = None  # the live subscription, if any
+        self._links: dict[str, _Link] = {}  # by server (cluster: master) name
+        self._leaving: set[str] = set()  # unsubscribed, confirmation still due
+        self._trouble = asyncio.Event()  # a link lost events: reopen them all
+        self._why = ""
         self._connected = False
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -114,8 +116,8 @@ class RedisBus(Bus):
         """Subscribe now (raising ``Unavailable`` if Redis cannot be reached),
         then keep the subscription alive in a background task."""
         self._handler, self._on_resync = handler, on_resync
-        pubsub = await self._subscribe()
-        self._task = asyncio.create_task(self._run(pubsub), name="collab-bus-subscriber")
+        await self._subscribe()
+        self._task = asyncio.create_task(self._run(), name="collab-bus-subscriber")
 
     def _channel(self, topic: str) -> str:
         return f"{self._prefix}:ev:{{{topic}}}"
@@ -123,24 +125,33 @@ class RedisBus(Bus):
     async def publish(self, event: Event) -> None:
         payload = orjson.dumps(event)
         with redis_errors(_WHAT):
+            channel = self._channel(topic(event))
             if self._sharded:
-                await self._publisher.spublish(self.channel, payload)
+                await self._publisher.spublish(channel, payload)
             else:
-                await self._publisher.publish(self._channel(topic(event)), payload)
+                await self._publisher.publish(channel, payload)
         self._count_published(event)
 
     async def follow(self, topics: Collection[str]) -> None:
         new = [t for t in topics if t not in self._topics]
         self._topics.update(new)
-        pubsub = self._pubsub
-        if self._sharded or not new or pubsub is None or not self._connected:
+        if not new or not self._connected:
             return  # a reconnect subscribes to every topic followed
         loop = asyncio.get_running_loop()
-        channels = [self._channel(t) for t in new]
-        waits = [self._confirming.setdefault(c, loop.create_future()) for c in channels]
+        waits: list[asyncio.Future[None]] = []
         try:
             with redis_errors(_WHAT):
-                await pubsub.subscribe(*channels)
+                for name, channels in self._by_link([self._channel(t) for t in new]).items():
+                    link = self._links.get(name)
+                    if link is None:  # the first channel on this master
+                        await self._open_link(name, channels)
+                        continue
+                    self._leaving.difference_update(channels)
+                    waits += [
+                        self._confirming.setdefault(c, loop.create_future()) for c in channels
+                    ]
+                    link.channels.update(channels)
+                    await self._send(link.pubsub, "subscribe", channels)
             await asyncio.wait_for(asyncio.gather(*map(asyncio.shield, waits)),
                                    self.timing.ping_timeout_s * 2)  # fmt: skip
         except TimeoutError:
@@ -149,11 +160,19 @@ class RedisBus(Bus):
     async def unfollow(self, topics: Collection[str]) -> None:
         gone = [t for t in topics if t in self._topics]
         self._topics.difference_update(gone)
-        pubsub = self._pubsub
-        if self._sharded or not gone or pubsub is None or not self._connected:
+        if not gone or not self._connected:
             return
-        with redis_errors(_WHAT):
-            await pubsub.unsubscribe(*(self._channel(t) for t in gone))
+        for name, channels in self._by_link([self._channel(t) for t in gone]).items():
+            link = self._links.get(name)
+            if link is None:
+                continue
+            link.channels.difference_update(channels)
+            if not link.channels:  # nothing left on this master: the link goes
+                await self._close_link(name)
+                continue
+            self._leaving.update(channels)
+            with redis_errors(_WHAT):
+                await self._send(link.pubsub, "unsubscribe", channels)
 
     async def close(self) -> None:
         self._closing = True
@@ -166,38 +185,80 @@ class RedisBus(Bus):
         await self._discard_subscription()
         await self._publisher.aclose()
 
-    # -- the subscription loop ----------------------------------------------
-    async def _subscribe(self) -> PubSub:
-        """A fresh connection, subscribed and confirmed. On a cluster it goes
-        to the master now serving the channel's slot, found from a freshly
-        read slot map."""
-        name = self._name + "-sub"
+    # -- the subscriptions ----------------------------------------------------
+    # One link (a pub/sub connection with its reader task) per server that
+    # serves followed channels: the one server, or on a cluster every master
+    # that serves the slot of a followed channel. Any trouble on any link is
+    # treated as lost events: every link is closed and the whole set opened
+    # again from a fresh slot map, then the hub resyncs.
+    def _by_link(self, channels: list[str]) -> dict[str, list[str]]:
+        """``channels`` grouped by the link they belong on (the master now
+        serving each one's slot, as the cluster client last read the map)."""
+        if not self._sharded:
+            return {"": channels}
+        assert isinstance(self._publisher, RedisCluster)
+        groups: dict[str, list[str]] = {}
+        for channel in channels:
+            node = self._publisher.get_node_from_key(channel)
+            if node is None:
+                raise _SubscriptionLost("no master serves a channel's slot")
+            groups.setdefault(node.name, []).append(channel)
+        return groups
+
+    async def _subscribe(self) -> None:
+        """Fresh links for everything followed, subscribed and confirmed."""
         try:
             with redis_errors(_WHAT):
                 if self._sharded:
-                    self._subscriber = await open_shard_of(
-                        self._publisher, self.channel, self._url, self._subscriber_options,
-                        client_name=name,
-                    )  # fmt: skip
-                else:
-                    self._subscriber = open_redis(
-                        self._url, self._subscriber_options, retries=0, client_name=name
-                    )
-                assert isinstance(self._subscriber, aioredis.Redis)
-                self._pubsub = pubsub = self._subscriber.pubsub()
-                if self._sharded:
-                    channels = [self.channel]
-                    await pubsub.ssubscribe(self.channel)
-                else:
-                    channels = [self._home, self._channel(EVERYONE)]
-                    channels += map(self._channel, self._topics)
-                    await pubsub.subscribe(*channels)
-                await self._confirmed(pubsub, len(channels))
+                    assert isinstance(self._publisher, RedisCluster)
+                    await refresh_slots(self._publisher)
+                channels = [self._channel(EVERYONE), *map(self._channel, self._topics)]
+                for name, group in self._by_link(channels).items():
+                    await self._open_link(name, group)
         except BaseException:
             await self._discard_subscription()
             raise
         self._connected = True
-        return pubsub
+
+    async def _open_link(self, name: str, channels: list[str]) -> None:
+        """A connection of its own to ``name`` (the server, or a master), with
+        no library retries, subscribed to ``channels`` and confirmed, and its
+        reader started."""
+        client_name = self._name + "-sub"
+        if self._sharded:
+            assert isinstance(self._publisher, RedisCluster)
+            client: RedisClient = open_node(
+                self._publisher, name, self._url, self._subscriber_options,
+                client_name=client_name,
+            )  # fmt: skip
+        else:
+            client = open_redis(
+                self._url, self._subscriber_options, retries=0, client_name=client_name
+            )
+        assert isinstance(client, aioredis.Redis)
+        pubsub = client.pubsub()
+        link = _Link(client, pubsub, set(channels))
+        self._links[name] = link
+        await self._send(pubsub, "subscribe", channels)
+        await self._confirmed(pubsub, len(channels))
+        link.task = asyncio.create_task(self._read(link), name="collab-bus-link")
+
+    async def _send(self, pubsub: PubSub, verb: str, channels: list[str]) -> None:
+        """(Un)subscribe ``channels``. Sharded, one command per slot: Redis
+        refuses an ``SSUBSCRIBE`` naming channels of several slots."""
+        if not self._sharded:
+            await getattr(pubsub, verb)(*channels)
+            return
+        by_slot: dict[int, list[str]] = {}
+        for channel in channels:
+            by_slot.setdefault(key_slot(channel.encode()), []).append(channel)
+        for group in by_slot.values():
+            await getattr(pubsub, "s" + verb)(*group)
+
+    async def _close_link(self, name: str) -> None:
+        link = self._links.pop(name, None)
+        if link is not None:
+            await link.close()
 
     async def _confirmed(self, pubsub: PubSub, count: int) -> None:
         """Read the ``count`` subscribe confirmations of a fresh connection."""
@@ -209,18 +270,30 @@ class RedisBus(Bus):
             if not confirmed or confirmed["type"] != self._kinds_in[1]:
                 raise Unavailable(f"the {_WHAT} did not confirm the subscription")
 
-    async def _run(self, pubsub: PubSub) -> None:
+    async def _read(self, link: _Link) -> None:
+        """One link's reader: any failure but being closed counts as lost."""
+        try:
+            await self._pump(link.pubsub)
+        except asyncio.CancelledError:
+            raise
+        except (_SubscriptionLost, Unavailable) as exc:
+            self._lose(str(exc))
+        except Exception as exc:
+            # Connection errors surface as assorted redis/OS exceptions.
+            self._lose(type(exc).__name__)
+
+    def _lose(self, why: str) -> None:
+        if not self._trouble.is_set():
+            self._why = why
+            self._trouble.set()
+
+    async def _run(self) -> None:
         while not self._closing:
-            try:
-                await self._pump(pubsub)
-            except (_SubscriptionLost, Unavailable) as exc:
-                log.warning("event bus subscription lost: %s", exc)
-            except Exception as exc:
-                # Connection errors surface as assorted redis/OS exceptions.
-                log.warning("event bus subscription lost: %s", type(exc).__name__)
+            await self._trouble.wait()
+            log.warning("event bus subscription lost: %s", self._why)
             self._connected = False
             await self._discard_subscription()
-            pubsub = await self._reconnect()
+            await self._reconnect()
             await self._resync()
 
     async def _pump(self, pubsub: PubSub) -> None:
@@ -248,21 +321,22 @@ class RedisBus(Bus):
                 continue
             last_heard = now
             kind = message["type"]
+            channel = _text(message.get("channel") or "")
             if kind == self._kinds_in[0]:
                 await self._deliver(message["data"])
             elif kind == "pong":
                 ping_sent = None
-            elif kind == "subscribe" and (waiting := self._confirming.pop(
-                _text(message["channel"]), None
-            )) is not None:  # fmt: skip
+            elif kind == self._kinds_in[1] and channel in self._confirming:
+                waiting = self._confirming.pop(channel)
                 if not waiting.done():
                     waiting.set_result(None)
-            elif kind == "unsubscribe" and not self._sharded:
-                pass
+            elif kind == self._kinds_in[2] and channel in self._leaving:
+                self._leaving.discard(channel)
             else:
-                # A (re)subscribe or unsubscribe we did not ask for: redis-py
-                # reconnected underneath us, so events may have been missed.
-                raise _SubscriptionLost(f"unexpected {kind} confirmation")
+                # A (re)subscribe we did not ask for (redis-py reconnected
+                # underneath us), or a cluster ending a subscription whose
+                # slot moved: events may have been missed.
+                raise _SubscriptionLost(f"unexpected {kind} of a channel")
 
     async def _check_master(self, pubsub: PubSub) -> None:
         """Behind Sentinel: if the sentinels name another master than the one
@@ -292,13 +366,14 @@ class RedisBus(Bus):
             # One bad event must not stop delivery of the rest.
             log.exception("event bus handler failed")
 
-    async def _reconnect(self) -> PubSub:
+    async def _reconnect(self) -> None:
         attempt = 0
         while True:
             await asyncio.sleep(self.timing.backoff_s(attempt, random.random()))
             try:
-                return await self._subscribe()
-            except Unavailable:
+                await self._subscribe()
+                return
+            except (Unavailable, RedisError):
                 attempt += 1
 
     async def _resync(self) -> None:
@@ -309,21 +384,37 @@ class RedisBus(Bus):
             log.exception("event bus resync handler failed")
 
     async def _discard_subscription(self) -> None:
-        pubsub, client = self._pubsub, self._subscriber
-        self._pubsub = self._subscriber = None
-        # Waiters for confirmations on this connection: the next connection
-        # subscribes to everything followed, then the hub resyncs.
+        links, self._links = list(self._links.values()), {}
+        # Waiters for confirmations on these links: the next links subscribe
+        # to everything followed, then the hub resyncs.
         for waiting in self._confirming.values():
             if not waiting.done():
                 waiting.set_result(None)
         self._confirming.clear()
-        # The connection may already be broken; closing it must not raise.
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.aclose()
+        self._leaving.clear()
+        self._trouble.clear()
+        for link in links:
+            await link.close()
+
+
+@dataclass(eq=False)
+class _Link:
+    client: aioredis.Redis
+    pubsub: PubSub
+    channels: set[str]
+    task: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        """Stop the reader and close the connection; a broken one must not
+        make closing raise."""
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
 
 
 def _text(value: bytes | str) -> str:

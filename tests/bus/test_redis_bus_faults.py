@@ -145,7 +145,9 @@ async def test_notices_a_silent_resubscribe_by_the_library(
 
     async def drop_connection_then_handle(event: dict[str, object]) -> None:
         if event.get("drop"):
-            pubsub = subscriber._pubsub  # white-box: the live subscription
+            links = list(subscriber._links.values())  # white-box: the live subscription
+            assert len(links) == 1
+            pubsub = links[0].pubsub
             assert pubsub is not None and pubsub.connection is not None
             await pubsub.connection.disconnect()
         await handle(event)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from collab.bus.redis import RedisBus
-from collab.events import Event
+from collab.events import Event, note_topic
 from collab.leases.keys import LeaseKeys
 from collab.leases.redis import RedisLeaseStore
 from tests.bus.helpers import FAST
@@ -119,6 +119,8 @@ async def test_the_bus_follows_its_channel_to_a_new_master(cluster: ClusterSetup
     pub = RedisBus(cluster.url, prefix="cb", replica_id="p", timing=FAST, options=CLUSTER_OPTIONS)
     await sub.start(handler, resync)
     await pub.start(handler, resync)
+    await sub.follow([note_topic("n")])
+    channel = "cb:ev:{note:n}"  # sharded: on the master serving the note topic's slot
 
     async def heard(tag: str) -> bool:
         await pub.publish({"t": "lock", "note": "n", "reason": tag})
@@ -126,12 +128,11 @@ async def test_the_bus_follows_its_channel_to_a_new_master(cluster: ClusterSetup
         return any(e.get("reason") == tag for e in got)
 
     try:
-        assert sub.channel == "cb:{events}"
         await _until("an event", lambda: heard("first"))
-        await asyncio.to_thread(migrate_slot_of, cluster, sub.channel)
+        await asyncio.to_thread(migrate_slot_of, cluster, channel)
         await _until("a resync after the slot moved", lambda: _true(len(resyncs) >= 1))
         await _until("an event after the move", lambda: heard("moved"))
-        await asyncio.to_thread(kill_master_of, cluster, sub.channel)
+        await asyncio.to_thread(kill_master_of, cluster, channel)
         await _until("a resync after the failover", lambda: _true(len(resyncs) >= 2))
         await _until("an event after the failover", lambda: heard("failed-over"))
     finally:
