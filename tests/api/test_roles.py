@@ -312,7 +312,6 @@ async def test_health_and_metrics(world: World) -> None:
     assert r.headers.get("x-request-id") and r.headers.get("x-content-type-options") == "nosniff"
 
 
-
 async def test_a_guest_is_not_told_account_ids_over_http(world: World) -> None:
     guest, owner, note = world.guest, world.owner, world.public
     seen = [
