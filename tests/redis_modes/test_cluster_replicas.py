@@ -1,6 +1,6 @@
-"""Two ``collab serve`` replicas on a real Redis Cluster (three masters with a
-replica each): the protocol works across replicas (a holder on one, a viewer
-and a waiter on the other, hand-off on release), a note's slot moves to
+"""Three ``collab serve`` replicas on a real Redis Cluster (three masters with a
+replica each): the protocol works across replicas (a holder on one, a waiter
+on another, a viewer on the third, hand-off on release), a note's slot moves to
 another master mid-edit without losing an edit or the token, and the master
 serving a note's slot fails mid-edit, which voids the token as rule 8 says.
 The history checker runs on every scenario."""
@@ -44,9 +44,10 @@ def _lease_key(world: TopologyWorld, note: str) -> str:
 
 async def test_edits_and_hand_off_across_replicas(world: TopologyWorld) -> None:
     await world.start()
-    note, (u1, u2) = await world.writers(2)
+    note, (u1, u2, u3) = await world.writers(3)
     holder = await world.client("holder", u1, 0, note)
     waiter = await world.client("waiter", u2, 1, note)
+    viewer = await world.client("viewer", u3, 2, note)  # on the third replica
     fence = await acquire(holder, note)
     for i in range(5):
         assert (await write(holder, note, fence, f"[h-{i}]"))["type"] == "ack"
@@ -61,6 +62,7 @@ async def test_edits_and_hand_off_across_replicas(world: TopologyWorld) -> None:
     assert await fenced(holder, note, fence)
     assert (await write(waiter, note, granted["fence"], "[w-1]"))["type"] == "ack"
     await holder.wait_for(lambda f: f.get("type") == "edited" and f["version"] == 6, 5)
+    await viewer.wait_for(lambda f: f.get("type") == "edited" and f["version"] == 6, 5)
     await world.check([note])
 
 

@@ -1,4 +1,4 @@
-"""Two ``collab serve`` replicas on Redis behind Sentinel (a master, a replica
+"""Three ``collab serve`` replicas on Redis behind Sentinel (a master, a replica
 and three sentinels): a failover by ``SENTINEL FAILOVER`` and then one by
 killing the master are each treated as rule 8 says. The holder is told its
 lease was lost (``reset``), grants pause, the token is granted again under a

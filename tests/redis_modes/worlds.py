@@ -39,7 +39,7 @@ class TopologyWorld(World):
         self.env = env
 
     async def start(  # type: ignore[override]
-        self, replicas: int = 2, **extra: str
+        self, replicas: int = 3, **extra: str
     ) -> TopologyWorld:
         env = distributed_env(
             self.database_url, self.redis_url, self.prefix, **self.env,
