@@ -93,7 +93,7 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._attached = False
-        self._token = ""  # the token in force: hello's, then each refresh's
+        self._token: str | None = None  # the token in force: hello's, then each refresh's
         self._user_slot = False  # one of the user's socket slots is held
 
     # -- Peer -------------------------------------------------------------------
@@ -311,6 +311,8 @@ class Connection:
         assert_never(msg)
 
     async def recheck_sign_in(self) -> None:
+        if self._token is None:
+            return  # not signed in yet: the hello's own check is still to come
         try:
             await self.rt.authenticate(self._token)
         except Unavailable:
