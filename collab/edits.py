@@ -154,25 +154,16 @@ class EditFeed:
             return ack
         self.metrics.edits.inc()
         record = EditRecord(msg.note, result.version, msg.op, msg.payload, peer.user, utc_now())
-        # The writer had ``base``, so it has everything up to this version:
-        # recorded now (it only ever rises), so no catch-up sends it its own edit.
-        self.sockets.deliver(peer, msg.note, result.version)
-        # The ack goes out first and the fan-out after it: with a thousand
-        # viewers the writer would otherwise wait for all their pushes. The
-        # delivery lock keeps the viewers' order whatever runs in between.
-        self.host.spawn(self._fan_out(record, timeline, peer.user.id))
-        return ack
-
-    async def _fan_out(self, record: EditRecord, timeline: int, by_id: str) -> None:
         frame = record.wire()
-        await self.deliver(
-            record.note_id, record.version, frames.encode(frame), time.time(), "local"
-        )
+        # The writer had ``base``, so it has everything up to this version.
+        await self.deliver(msg.note, result.version, frames.encode(frame), time.time(), "local",
+                           writer=peer)  # fmt: skip
         await self.host.publish(
-            events.edited(record.note_id, record.version, frame, time.time(), timeline)
+            events.edited(msg.note, result.version, frame, time.time(), timeline)
         )
-        if record.version % self.settings.revision_every_versions == 0:
-            self.host.spawn(self.save_revision(record.note_id, by_id))
+        if result.version % self.settings.revision_every_versions == 0:
+            self.host.spawn(self.save_revision(msg.note, peer.user.id))
+        return ack
 
     async def mark_delivered(self, peer: Peer, note_id: str, version: int) -> None:
         async with self.serialised(note_id):
