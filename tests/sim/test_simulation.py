@@ -96,7 +96,7 @@ def test_it_catches_a_write_without_access(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_it_catches_a_viewer_given_versions_out_of_order(monkeypatch: pytest.MonkeyPatch) -> None:
     def push_to_all_behind(self: Any, note_id: str, version: int, frame: str) -> bool:
-        for peer in self.hub.sockets.viewers(note_id):
+        for peer in self.sockets.viewers(note_id):
             have = self.sockets.delivered(peer, note_id)
             if have is not None and have < version:
                 peer.push(frame)
