@@ -32,6 +32,7 @@ from collab.metrics import Metrics
 from collab.peer import Peer
 from collab.presence.base import PresenceStore
 from collab.registry.base import SessionRecord, SessionRegistry
+from collab.renewals import Renewals
 from collab.revocation import Revocations
 from collab.settings import Settings
 from collab.sockets import SocketIndex
@@ -76,6 +77,7 @@ class Hub:
         self.handoff = Handoff(
             settings, self.tokens, leases, store, self.sockets, self, self.fanout.guest_view
         )
+        self.renewals = Renewals(settings, registry, presence, self.sockets, self)
         self.draining = False
         self._timeline_changes = store.timeline_changes  # failovers acted on (rule 10)
         self._resnapshot: set[str] = set()  # notes owed a snapshot after a failover
@@ -91,6 +93,7 @@ class Hub:
         await self.share_timeline()
         await self.bus.start(self.on_event, self.resync)
         self._loop_task = asyncio.create_task(self._reconcile_loop())
+        self.spawn(self.renewals.run())
 
     async def close(self) -> None:
         tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
@@ -205,6 +208,7 @@ class Hub:
         ``release`` hands a token over at once."""
         subscribed = self.sockets.subscriptions(peer)
         self._drop_subscriptions(peer)
+        self.renewals.forget(peer)
         if not self.sockets.remove(peer):
             return  # superseded by a resumed socket: nothing of the session is ours
         self.metrics.ws_connections.set(len(self.sockets))
@@ -232,24 +236,9 @@ class Hub:
         self.edits.forget(note_id)
 
     async def heartbeat(self, peer: Peer) -> list[dict[str, Any]]:
-        if not await self.registry.touch(peer.session, peer.socket_id, self.settings.lease_ttl_ms):
-            current = await self.registry.get(peer.session)
-            if current is not None and current.socket != peer.socket_id:
-                peer.close_soon(
-                    CloseCode.SUPERSEDED, "session resumed elsewhere"
-                )  # we missed the event
-                return []
-            if current is None:  # expired while we were away: claim it back
-                await self.registry.claim(
-                    SessionRecord(peer.session, peer.user, self.replica_id, peer.socket_id,
-                                  utc_now()),
-                    self.settings.lease_ttl_ms,
-                )  # fmt: skip
-        for note_id in self.sockets.subscriptions(peer):
-            if await self.presence.touch(
-                note_id, peer.session, peer.user, self.settings.lease_ttl_ms
-            ):
-                await self.publish(events.presence(note_id))
+        """The socket's session and presence are renewed in the next batch
+        (collab/renewals.py); its write tokens' leases at once."""
+        self.renewals.beat(peer)
         return await self.tokens.heartbeat(peer)
 
     # -- access -----------------------------------------------------------------

@@ -12,7 +12,7 @@ The defaults below apply when ``Settings`` has no ``redis_socket_timeout_s`` /
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -24,10 +24,12 @@ from redis.asyncio.connection import BlockingConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 from redis.exceptions import (
     ClusterDownError,
     MaxConnectionsError,
+    NoScriptError,
     RedisClusterException,
     RedisError,
     SlotNotCoveredError,
@@ -50,6 +52,10 @@ DEFAULT_POOL_MAX = 32
 COMMAND_RETRIES = 1
 RETRY_BACKOFF_BASE_S = 0.02
 RETRY_BACKOFF_CAP_S = 0.1
+# Scripts in flight at once when a cluster client runs a batch of them (its
+# pipeline refuses scripts): well under its connections per node, so other
+# commands still find connections meanwhile.
+CLUSTER_SCRIPT_CONCURRENCY = 8
 
 STANDALONE, SENTINEL, CLUSTER = "standalone", "sentinel", "cluster"
 MODES = (STANDALONE, SENTINEL, CLUSTER)
@@ -254,6 +260,41 @@ def _open_sentinel(url: str, options: RedisClientOptions, common: dict[str, Any]
 
 def is_cluster(client: RedisClient) -> bool:
     return isinstance(client, RedisCluster)
+
+
+ScriptCall: TypeAlias = tuple[Sequence[str], Sequence[Any]]  # (keys, args)
+
+
+async def run_script_many(
+    client: RedisClient, script: AsyncScript, calls: Sequence[ScriptCall]
+) -> list[Any]:
+    """Run ``script`` once per (keys, args) of ``calls`` in as few round trips
+    as the client allows: one pipeline on a single server (loading the script
+    again if the server lost it, after a restart or a failover), a few calls
+    at a time on a cluster. Each result is the script's reply or the error
+    that call met; a broken connection raises as usual."""
+    if not calls:
+        return []
+    if isinstance(client, RedisCluster):
+        gate = asyncio.Semaphore(CLUSTER_SCRIPT_CONCURRENCY)
+
+        async def one(keys: Sequence[str], args: Sequence[Any]) -> Any:
+            async with gate:
+                return await script(keys=list(keys), args=list(args), client=client)
+
+        return list(await asyncio.gather(*(one(k, a) for k, a in calls), return_exceptions=True))
+
+    async def pipelined() -> list[Any]:
+        async with client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    replies = await pipelined()
+    if any(isinstance(r, NoScriptError) for r in replies):
+        await client.script_load(script.script)
+        replies = await pipelined()
+    return replies
 
 
 async def refresh_slots(client: RedisCluster) -> None:

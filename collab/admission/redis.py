@@ -16,16 +16,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from collab.admission.base import SocketAdmission
 from collab.errors import Unavailable
 from collab.redis_client import (
     RedisClient,
     RedisClientOptions,
-    is_cluster,
     open_redis,
     redis_errors,
+    run_script_many,
 )
 
 _WHAT = "socket admission"
@@ -98,31 +96,17 @@ class RedisSocketAdmission(SocketAdmission):
             return []
         with redis_errors(_WHAT):
             refused = await self._admit(keys=[self.key(user_id)], args=[limit, ttl_ms, *sockets])
-        return [r.decode() if isinstance(r, bytes) else str(r) for r in refused or []]
+        return [_text(r) for r in refused or []]
 
     async def admit_many(
         self, batch: Sequence[tuple[str, Sequence[str]]], limit: int, ttl_ms: int
     ) -> list[list[str] | Exception]:
         """One pipeline for the whole batch, so a replica's renewal pass is a
         few round trips, not one per user."""
-        if is_cluster(self._r):
-            # A cluster pipeline refuses scripts: a few calls at a time.
-            return await super().admit_many(batch, limit, ttl_ms)
+        calls = [([self.key(user)], [limit, ttl_ms, *sockets]) for user, sockets in batch]
         with redis_errors(_WHAT):
-            replies = await self._pipelined(batch, limit, ttl_ms)
-            if any(isinstance(r, NoScriptError) for r in replies):
-                # Redis restarted or failed over since start(): load it again.
-                await self._r.script_load(_ADMIT)
-                replies = await self._pipelined(batch, limit, ttl_ms)
-        return [r if isinstance(r, Exception) else [str(x) for x in r or []] for r in replies]
-
-    async def _pipelined(
-        self, batch: Sequence[tuple[str, Sequence[str]]], limit: int, ttl_ms: int
-    ) -> list[Any]:
-        async with self._r.pipeline(transaction=False) as pipe:
-            for user, sockets in batch:
-                pipe.evalsha(self._admit.sha, 1, self.key(user), limit, ttl_ms, *sockets)
-            return list(await pipe.execute(raise_on_error=False))
+            replies = await run_script_many(self._r, self._admit, calls)
+        return [r if isinstance(r, Exception) else [_text(x) for x in r or []] for r in replies]
 
     async def release(self, user_id: str, socket: str) -> None:
         # An emptied sorted set is deleted by Redis itself.
@@ -132,3 +116,7 @@ class RedisSocketAdmission(SocketAdmission):
     async def count(self, user_id: str) -> int:
         with redis_errors(_WHAT):
             return int(await self._count(keys=[self.key(user_id)]))
+
+
+def _text(reply: Any) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)

@@ -5,6 +5,7 @@ under the note's hash tag); ``memory.py`` is the in-process twin."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from collab.types import User
 
@@ -20,6 +21,20 @@ class PresenceStore(ABC):
     async def touch(self, note_id: str, session: str, user: User, ttl_ms: int) -> bool:
         """Add or refresh ``session`` as a viewer until now + ttl. True if it
         was not a live viewer before (the viewer set changed)."""
+
+    async def touch_many(
+        self, touches: Sequence[tuple[str, str, User, int]]
+    ) -> list[bool | Exception]:
+        """``touch`` for each (note, session, user, ttl_ms), in as few round
+        trips as the backend allows; each result is that touch's answer or
+        the error it met."""
+        answers: list[bool | Exception] = []
+        for note_id, session, user, ttl_ms in touches:
+            try:
+                answers.append(await self.touch(note_id, session, user, ttl_ms))
+            except Exception as exc:
+                answers.append(exc)
+        return answers
 
     @abstractmethod
     async def remove(self, note_id: str, session: str) -> bool:

@@ -5,6 +5,8 @@ operation is one Lua script that first prunes expired viewers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from collab.presence.base import PresenceStore
 from collab.redis_client import (
     RedisClientOptions,
@@ -14,6 +16,7 @@ from collab.redis_client import (
     note_key_base,
     open_redis,
     redis_errors,
+    run_script_many,
 )
 from collab.types import User
 
@@ -97,6 +100,17 @@ class RedisPresenceStore(PresenceStore):
                 keys=self._keys(note_id), args=[session, encode_user(user), int(ttl_ms)]
             )
         return bool(added)
+
+    async def touch_many(
+        self, touches: Sequence[tuple[str, str, User, int]]
+    ) -> list[bool | Exception]:
+        calls = []
+        for note_id, session, user, ttl_ms in touches:
+            check_session(session)
+            calls.append((self._keys(note_id), [session, encode_user(user), int(ttl_ms)]))
+        with redis_errors(_WHAT):
+            replies = await run_script_many(self._redis, self._touch, calls)
+        return [r if isinstance(r, Exception) else bool(r) for r in replies]
 
     async def remove(self, note_id: str, session: str) -> bool:
         with redis_errors(_WHAT):

@@ -5,6 +5,7 @@ one lease TTL so a client can ``resume`` it on any replica (rule 9)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collab.types import User
@@ -37,6 +38,18 @@ class SessionRegistry(ABC):
     @abstractmethod
     async def touch(self, session: str, socket: str, ttl_ms: int) -> bool:
         """Extend the session if ``socket`` still serves it; False otherwise."""
+
+    async def touch_many(self, touches: Sequence[tuple[str, str, int]]) -> list[bool | Exception]:
+        """``touch`` for each (session, socket, ttl_ms), in as few round trips
+        as the backend allows; each result is that touch's answer or the
+        error it met."""
+        answers: list[bool | Exception] = []
+        for session, socket, ttl_ms in touches:
+            try:
+                answers.append(await self.touch(session, socket, ttl_ms))
+            except Exception as exc:
+                answers.append(exc)
+        return answers
 
     @abstractmethod
     async def forget(self, session: str, socket: str) -> None:

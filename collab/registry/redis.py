@@ -22,6 +22,7 @@ reconcile tick (docs/design.md, rule 2)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from collab.errors import Unavailable
@@ -32,6 +33,7 @@ from collab.redis_client import (
     encode_user,
     open_redis,
     redis_errors,
+    run_script_many,
 )
 from collab.registry.base import SessionRecord, SessionRegistry
 
@@ -138,6 +140,12 @@ class RedisSessionRegistry(SessionRegistry):
     async def touch(self, session: str, socket: str, ttl_ms: int) -> bool:
         with redis_errors(_WHAT):
             return bool(await self._touch(keys=list(self._k(session)), args=[socket, ttl_ms]))
+
+    async def touch_many(self, touches: Sequence[tuple[str, str, int]]) -> list[bool | Exception]:
+        calls = [(self._k(session), [socket, ttl_ms]) for session, socket, ttl_ms in touches]
+        with redis_errors(_WHAT):
+            replies = await run_script_many(self._r, self._touch, calls)
+        return [r if isinstance(r, Exception) else bool(r) for r in replies]
 
     async def forget(self, session: str, socket: str) -> None:
         with redis_errors(_WHAT):

@@ -12,7 +12,7 @@ from collab.presence.redis import RedisPresenceStore
 from collab.settings import Settings
 from tests.leases.helpers import ALICE, BOB, CAROL, delete_prefix, unique_prefix
 from tests.presence.conftest import PresenceEnv
-from tests.support.services import free_port, redis_url
+from tests.support.services import RedisServer, free_port, redis_url
 
 TTL_MS = 300
 
@@ -52,6 +52,38 @@ async def test_ttl_is_per_touch(presence: PresenceEnv) -> None:
     await s.touch("n", "long", BOB, 2000)
     await presence.advance(200)
     assert await s.viewers("n") == [("long", BOB)]
+
+
+async def test_touch_many_answers_as_touch_does_one_by_one(presence: PresenceEnv) -> None:
+    s = presence.store
+    await s.touch("n", "s1", ALICE, TTL_MS)
+    answers = await s.touch_many(
+        [("n", "s1", ALICE, TTL_MS), ("n", "s2", BOB, 100), ("m", "s1", ALICE, TTL_MS)]
+    )
+    assert answers == [False, True, True]  # s1 was live on n; s2 and s1-on-m are new
+    assert await s.viewers("n") == [("s1", ALICE), ("s2", BOB)]
+    assert await s.viewers("m") == [("s1", ALICE)]
+    await presence.advance(200)  # each touch keeps its own TTL
+    assert await s.viewers("n") == [("s1", ALICE)]
+    assert await s.touch_many([]) == []
+
+
+async def test_touch_many_survives_a_redis_that_forgot_its_scripts() -> None:
+    """After a restart or failover Redis has no scripts loaded: the batch
+    loads it again instead of failing every touch in it. (A Redis of its
+    own: flushing the shared one's scripts would disturb other tests.)"""
+    server = RedisServer().start()
+    store = RedisPresenceStore(server.url, prefix="p")
+    await store.start()
+    client = aioredis.from_url(server.url)
+    try:
+        await client.script_flush()
+        assert await store.touch_many([("n", "s1", ALICE, TTL_MS)]) == [True]
+        assert await store.viewers("n") == [("s1", ALICE)]
+    finally:
+        await client.aclose()
+        await store.close()
+        server.stop()
 
 
 async def test_redis_keys_expire_with_their_last_viewer() -> None:

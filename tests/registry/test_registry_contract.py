@@ -83,6 +83,20 @@ async def test_touch_and_forget_compare_the_socket(registry: SessionRegistry) ->
     assert await registry.get("s1") is None
 
 
+async def test_touch_many_answers_as_touch_does_one_by_one(registry: SessionRegistry) -> None:
+    await registry.claim(record("s1", "k1"), 300)
+    await registry.claim(record("s2", "k2"), 300)
+    answers = await registry.touch_many(
+        [("s1", "k1", 5000), ("s2", "old", 5000), ("s3", "k3", 5000)]
+    )
+    assert answers == [True, False, False]  # s2 is served by another socket; s3 unknown
+    await advance(registry, 450)
+    assert await registry.get("s1") is not None, "renewed with its own TTL"
+    assert await registry.get("s2") is None, "a refused touch renews nothing"
+    assert await registry.get("s3") is None
+    assert await registry.touch_many([]) == []
+
+
 async def test_notes_follow_the_session(registry: SessionRegistry) -> None:
     await registry.claim(record("s1", "k1"), 5000)
     await registry.add_note("s1", "n1")

@@ -17,7 +17,7 @@ LAYERS: dict[str, int] = {
     "settings": 2, "logs": 2, "metrics": 2, "redis_client": 2,
     "store": 3, "leases": 3, "presence": 3, "registry": 3, "bus": 3,
     "host": 3, "signouts": 3, "admission": 3,
-    "tokens": 4, "edits": 4, "fanout": 4, "revocation": 4, "handoff": 4,
+    "tokens": 4, "edits": 4, "fanout": 4, "revocation": 4, "handoff": 4, "renewals": 4,
     "hub": 5,
     "auth": 2, "outbox": 2, "ws_transport": 2,
     "runtime": 6, "openapi": 7, "session": 7, "api": 7, "app": 8, "cli": 9,
