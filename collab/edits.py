@@ -122,7 +122,9 @@ class EditFeed:
             self.sockets.deliver(peer, note_id, note.version, at_least=False)
             self.sockets.raise_known(note_id, note.version)
 
-    async def edit(self, peer: Peer, msg: Edit) -> dict[str, Any]:
+    async def edit(self, peer: Peer, msg: Edit) -> dict[str, Any] | None:
+        """Commit the edit; the ack is the reply for a retried op, and is
+        pushed by ``deliver`` (None returned) for a new one."""
         # Write access is decided by the store inside the commit (rule 2).
         started = time.perf_counter()
         self.tokens.typed(peer.session, msg.note)
@@ -155,15 +157,14 @@ class EditFeed:
         self.metrics.edits.inc()
         record = EditRecord(msg.note, result.version, msg.op, msg.payload, peer.user, utc_now())
         frame = record.wire()
-        # The writer had ``base``, so it has everything up to this version.
         await self.deliver(msg.note, result.version, frames.encode(frame), time.time(), "local",
-                           writer=peer)  # fmt: skip
+                           writer=(peer, frames.encode(ack)))  # fmt: skip
         await self.host.publish(
             events.edited(msg.note, result.version, frame, time.time(), timeline)
         )
         if result.version % self.settings.revision_every_versions == 0:
             self.host.spawn(self.save_revision(msg.note, peer.user.id))
-        return ack
+        return None
 
     async def mark_delivered(self, peer: Peer, note_id: str, version: int) -> None:
         async with self.serialised(note_id):
@@ -191,15 +192,22 @@ class EditFeed:
         frame: str,
         ts: float,
         origin: str,
-        writer: Peer | None = None,
+        writer: tuple[Peer, str] | None = None,
     ) -> None:
         """Push edit ``version`` to the local subscribers one version behind
-        it; catch up from the store any that are further behind."""
-        if not self.sockets.watched(note_id):
+        it; catch up from the store any that are further behind.
+
+        ``writer`` is the socket that wrote it here, with its ack: the ack
+        goes out first, so the writer does not wait for a thousand viewers'
+        pushes, but under the delivery lock, with the version marked as the
+        writer's (it had ``base``, so it has everything up to this one), so no
+        catch-up running meanwhile can send the writer its own edit."""
+        if writer is None and not self.sockets.watched(note_id):
             return
         async with self.serialised(note_id):
             if writer is not None:
-                self.sockets.deliver(writer, note_id, version)
+                self.sockets.deliver(writer[0], note_id, version)
+                writer[0].push(writer[1])
             self.sockets.raise_known(note_id, version)
             if self._push(note_id, version, frame):
                 await self.catch_up_locked(note_id)

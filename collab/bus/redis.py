@@ -33,7 +33,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import RedisError
 
 from collab.bus.base import Bus, Handler, ResyncHandler
 from collab.bus.timing import BusTiming
@@ -367,14 +366,24 @@ class RedisBus(Bus):
             log.exception("event bus handler failed")
 
     async def _reconnect(self) -> None:
+        """Until every link is open again. Whatever a try meets (a server
+        down, a slot map in flux mid-migration or failover), the next try
+        starts from a fresh map; the subscriber task must never end here,
+        or this replica would stop hearing events for good."""
         attempt = 0
         while True:
             await asyncio.sleep(self.timing.backoff_s(attempt, random.random()))
             try:
                 await self._subscribe()
-                return
-            except (Unavailable, RedisError):
+            except Exception as exc:
+                if attempt == 0 or attempt % 20 == 0:
+                    log.warning("event bus: resubscribing failed (%s); retrying",
+                                _reason(exc))  # fmt: skip
                 attempt += 1
+            else:
+                if attempt:
+                    log.warning("event bus: resubscribed after %d failed tries", attempt)
+                return
 
     async def _resync(self) -> None:
         assert self._on_resync is not None
@@ -415,6 +424,14 @@ class _Link:
             await self.pubsub.aclose()  # type: ignore[no-untyped-call]
         with contextlib.suppress(Exception):
             await self.client.aclose()
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a try failed, for the log: our own message, else only the error's
+    type (a server's error text may carry addresses)."""
+    if isinstance(exc, Unavailable | _SubscriptionLost):
+        return str(exc)
+    return type(exc).__name__
 
 
 def _text(value: bytes | str) -> str:

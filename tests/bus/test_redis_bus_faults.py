@@ -158,3 +158,30 @@ async def test_notices_a_silent_resubscribe_by_the_library(
     assert subscriber.connected
     await publish_until_heard(publisher, rec, 2)
     assert rec.resyncs == 1
+
+
+async def test_keeps_resubscribing_whatever_a_try_meets(
+    server: RedisServer,
+    pair: tuple[RedisBus, RedisBus, Recorder],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A try that fails with an error nobody foresaw (a slot map in flux, a
+    library bug) must not end the subscriber: it tries again, then resyncs."""
+    publisher, subscriber, rec = pair
+    await publish_until_heard(publisher, rec, 1)
+    real, failures = RedisBus._subscribe, [KeyError("slot"), RuntimeError("odd")]
+
+    async def flaky(self: RedisBus) -> None:
+        if failures:
+            raise failures.pop(0)
+        await real(self)
+
+    monkeypatch.setattr(RedisBus, "_subscribe", flaky)
+    admin = aioredis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        assert await admin.client_kill_filter(_type="pubsub") >= 1
+    finally:
+        await admin.aclose()
+    await rec.wait_for(resynced(rec, 1))
+    assert failures == [] and subscriber.connected
+    await publish_until_heard(publisher, rec, 2)

@@ -201,5 +201,7 @@ class GatedStore:
 async def type_into(hub: Hub, peer: FakePeer, note: str, fence: int, base: int, text: str) -> int:
     """Commit one insertion at the start through ``hub``; returns the version."""
     msg = Edit(note, fence, base, uuid.uuid4().hex, EditPayload(changes=(Change(0, 0, text),)))
-    ack = await hub.edits.edit(peer, msg)
+    ack = await hub.edits.edit(peer, msg)  # a retry's ack is returned, a new edit's pushed
+    if ack is None:
+        ack = next(f for f in reversed(peer.frames) if f.get("type") == "ack" and f["op"] == msg.op)
     return int(ack["version"])
