@@ -4,7 +4,7 @@ whoever subscribes in between (rule 7)."""
 from __future__ import annotations
 
 from collab.types import User
-from tests.core.cluster import Cluster, settle, type_into, until
+from tests.core.cluster import Cluster, FakePeer, settle, type_into, until
 
 
 async def test_a_new_subscriber_does_not_make_other_viewers_skip_edits(cluster: Cluster) -> None:
@@ -87,3 +87,35 @@ async def test_a_guest_never_gets_the_authors_account_id(cluster: Cluster) -> No
     for frame in [*guest.of("edited", note.id), *changes[0]["edits"]]:
         assert frame["by"]["name"] == owner.name and frame["by"]["id"].startswith("anon-")
     assert owner.id not in str(guest.frames) + str(reader.frames)
+
+
+async def test_the_writers_ack_goes_out_before_its_edits_fan_out(cluster: Cluster) -> None:
+    """With many viewers on the writer's replica the writer must not wait for
+    all their pushes: its ack is the first frame out after the commit."""
+    h0, _ = cluster.hubs
+    owner = await cluster.user()
+    note = await cluster.note(owner, "public")
+    order: list[tuple[str, str]] = []  # (socket, frame type), as pushed
+
+    def recording(peer: FakePeer) -> FakePeer:
+        push = peer.push
+
+        def record(frame: str) -> None:
+            push(frame)
+            order.append((peer.socket_id, peer.frames[-1]["type"]))
+
+        peer.push = record  # type: ignore[method-assign]
+        return peer
+
+    writer = recording(await cluster.connect(h0, owner))
+    await h0.subscribe(writer, note.id, 1)
+    viewers = [recording(await cluster.connect(h0, await cluster.user())) for _ in range(5)]
+    for viewer in viewers:
+        await h0.subscribe(viewer, note.id, 1)
+    fence = (await h0.tokens.acquire(writer, note.id, False, 1))["fence"]
+    order.clear()
+    assert await type_into(h0, writer, note.id, fence, 0, "a") == 1
+    kinds = [(who == writer.socket_id, kind) for who, kind in order if kind in ("ack", "edited")]
+    assert kinds[0] == (True, "ack")
+    assert sorted(kinds[1:]) == [(False, "edited")] * len(viewers)
+    assert writer.versions(note.id) == [], "the writer is not sent its own edit"
