@@ -83,6 +83,10 @@ class Settings:
     bus_reconnect_max_s: float = 5.0
     db_pool_min: int = 1
     db_pool_max: int = 10
+    # Group commit: at most this many edits (of different notes) share one
+    # transaction and one WAL flush; 64 at most (PostgreSQL's per-backend
+    # subtransaction cache: each edit runs in a savepoint).
+    db_commit_batch_max: int = 64
     db_connect_timeout_s: float = 5.0
     db_command_timeout_s: float = 30.0
     db_replica_retry_s: float = 5.0
@@ -362,6 +366,11 @@ class Settings:
         )
         need(
             self.db_pool_max >= self.db_pool_min >= 1, "db_pool_max", "must be >= db_pool_min >= 1"
+        )
+        need(
+            1 <= self.db_commit_batch_max <= 64,
+            "db_commit_batch_max",
+            "must be between 1 (no group commit) and 64",
         )
         # Storage quotas, edit-log retention (0 turns a quota or the compactor off).
         need(self.max_notes_per_user >= 0, "max_notes_per_user", "must not be negative (0: off)")

@@ -32,6 +32,7 @@ async def open_store(settings: Settings, timeline_floor: int = 0) -> Store:
             command_timeout_s=settings.db_command_timeout_s,
             replica_retry_s=settings.db_replica_retry_s,
             quotas=Quotas.from_settings(settings),
+            commit_batch_max=settings.db_commit_batch_max,
         )
         store.pools.timeline = timeline_floor
         return await store.open()

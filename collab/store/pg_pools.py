@@ -302,6 +302,19 @@ class PgPools:
             self.timeline = timeline
 
 
+def statement_error(exc: BaseException) -> CollabError | None:
+    """What ``primary()`` would raise for a database error that ended only
+    one statement (the server refused it; the connection is fine, so the
+    transaction can roll back to a savepoint and go on). ``None`` for a lost
+    connection, a demoted server or a client-side error: those must end the
+    transaction and go through ``primary()``."""
+    if isinstance(exc, _LOST_CONNECTION) or not isinstance(exc, asyncpg.PostgresError):
+        return None
+    if isinstance(exc, _TRANSIENT):
+        return _unavailable(exc)
+    return _internal(exc)
+
+
 def _unavailable(exc: BaseException) -> Unavailable:
     if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
         return Unavailable("the database is read-only right now (failover); retry later")

@@ -8,6 +8,7 @@ so all replicas stamp rows from one clock.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -17,7 +18,8 @@ from collab.store import rows
 from collab.store.base import FAILOVER_FENCE_STEP, CommitResult, FenceAdvance, LockEvent, Store
 from collab.store.checks import check_edit, check_grant, check_stored_role, row_access
 from collab.store.migrator import migration_files
-from collab.store.pg_pools import PgPools
+from collab.store.pg_batch import EditBatcher
+from collab.store.pg_pools import PgPools, statement_error
 from collab.store.quotas import UNLIMITED, Quotas, check_growth, check_new_note, text_bytes
 from collab.store.retention import (
     CompactionReport,
@@ -43,6 +45,13 @@ log = logging.getLogger(__name__)
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_COMMAND_TIMEOUT_S = 30.0
 DEFAULT_REPLICA_RETRY_S = 5.0
+# Edits one group-commit transaction may hold (settings.db_commit_batch_max).
+# PostgreSQL caches 64 subtransaction ids per backend; each edit's savepoint
+# that writes takes one, and past 64 every snapshot in the database slows down.
+DEFAULT_COMMIT_BATCH_MAX = 64
+MAX_COMMIT_BATCH = 64
+# Pool connections group commit leaves to everything else (grants, reads).
+COMMIT_POOL_SPARE = 2
 # pg_advisory_lock key serialising migrate() across replicas ("collab" in hex).
 MIGRATION_LOCK_KEY = 0x636F6C6C6162
 # pg_try_advisory_lock key: one replica compacts the edit log at a time.
@@ -83,6 +92,30 @@ LEFT JOIN note_access a ON a.note_id = n.id AND a.user_id = $2
 WHERE n.id = $1
 FOR UPDATE OF n
 """
+# A group commit's locks, taken before any of its edits runs: the notes (with
+# what _LOCK_NOTE_FOR_EDIT reads for each edit's writer), then their owners
+# (whose byte totals the edits charge), each in id order. Every batch, and
+# every single edit (note, then owner), takes them in that one order, so
+# batches of different replicas cannot deadlock.
+_LOCK_BATCH_NOTES = """
+SELECT r.note_id, n.version, n.fence, n.fence_holder, n.content, n.owner_id, n.visibility,
+       u.role, a.access
+FROM unnest($1::text[], $2::text[]) AS r(note_id, user_id)
+JOIN notes n ON n.id = r.note_id
+LEFT JOIN users u ON u.id = r.user_id AND u.disabled_at IS NULL
+LEFT JOIN note_access a ON a.note_id = n.id AND a.user_id = r.user_id
+ORDER BY n.id
+FOR UPDATE OF n
+"""
+_LOCK_BATCH_OWNERS = """
+SELECT id FROM users WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
+"""
+# Each edit of a batch runs in a savepoint. One round trip keeps the previous
+# edit's work and opens the next savepoint; a refused edit rolls back to it
+# (which keeps it open for the next edit). COMMIT keeps what was not undone.
+_SAVEPOINT = "SAVEPOINT edit"
+_KEEP_AND_SAVEPOINT = "RELEASE SAVEPOINT edit; SAVEPOINT edit"
+_UNDO_EDIT = "ROLLBACK TO SAVEPOINT edit"
 _LOCK_OWNER = """
 SELECT role, note_count, content_bytes FROM users WHERE id = $1 FOR NO KEY UPDATE
 """
@@ -128,6 +161,20 @@ DELETE FROM edit_ops WHERE ctid IN (
 """
 
 
+@dataclass(frozen=True, slots=True)
+class _EditRequest:
+    """One ``commit_edit`` call, as queued for group commit."""
+
+    note_id: str
+    fence: int
+    base: int
+    op: str
+    payload: EditPayload
+    by: User
+    max_chars: int
+    holder: str
+
+
 class PostgresStore(Store):
     def __init__(
         self,
@@ -139,11 +186,16 @@ class PostgresStore(Store):
         command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
         replica_retry_s: float = DEFAULT_REPLICA_RETRY_S,
         quotas: Quotas = UNLIMITED,
+        commit_batch_max: int = DEFAULT_COMMIT_BATCH_MAX,
     ) -> None:
         """Not connected until ``open()``. The timeouts bound connecting and
         each statement; ``replica_retry_s`` is how long replica reads are
-        skipped after the replica failed once."""
+        skipped after the replica failed once. ``commit_batch_max`` caps the
+        edits one group-commit transaction holds (``commit_edit``)."""
+        if not 1 <= commit_batch_max <= MAX_COMMIT_BATCH:
+            raise ValueError(f"commit_batch_max must be between 1 and {MAX_COMMIT_BATCH}")
         self.quotas = quotas
+        self._command_timeout_s = command_timeout_s
         self.pools = PgPools(
             url,
             read_url,
@@ -155,6 +207,13 @@ class PostgresStore(Store):
         )
         # Highest timeline whose failover fence jump this process has seen done.
         self._fenced_timeline = 0
+        # Group commit: concurrent edits of different notes share a
+        # transaction; a few pool connections stay free for everything else.
+        self.edit_batcher: EditBatcher[_EditRequest, CommitResult] = EditBatcher(
+            self._commit_batch,
+            max_batch=commit_batch_max,
+            flushers=max(1, pool_max - COMMIT_POOL_SPARE),
+        )
 
     async def open(self) -> PostgresStore:
         await self.pools.open()
@@ -203,6 +262,8 @@ class PostgresStore(Store):
             await conn.fetchval("SELECT 1")
 
     async def close(self) -> None:
+        # Queued edits fail with Unavailable; running batches may finish.
+        await self.edit_batcher.close(grace_s=self._command_timeout_s)
         await self.pools.close()
 
     def pool_stats(self) -> dict[str, int]:
@@ -509,65 +570,127 @@ class PostgresStore(Store):
         *,
         holder: str,
     ) -> CommitResult:
-        digest = rows.payload_hash(payload)
+        request = _EditRequest(note_id, fence, base, op, payload, by, max_chars, holder)
+        return await self.edit_batcher.submit(request, note_id)
+
+    async def _commit_batch(
+        self, requests: list[_EditRequest]
+    ) -> list[CommitResult | BaseException]:
+        """Group commit (the batcher's runner): the edits, each of a different
+        note, in one transaction and one COMMIT. Returns only after COMMIT,
+        so no edit is acknowledged before it is durable; if the transaction
+        fails, every edit of it fails with the same error (raised)."""
+        if len(requests) == 1:  # a lone edit: exactly the one-edit transaction
+            async with self.pools.transaction() as conn:
+                await self._fence_new_timeline(conn)
+                return [await self._commit_edit_on(conn, requests[0])]
+        outcomes: dict[str, CommitResult | BaseException] = {}
         async with self.pools.transaction() as conn:
             await self._fence_new_timeline(conn)
-            # Row lock: concurrent edits of one note queue here, so each one's
-            # checks see the previous one's committed result. The writer's
-            # stored role and grant come with it: write access is decided here,
-            # in the commit's transaction, not from the socket's cache (rule 2).
-            note = await conn.fetchrow(_LOCK_NOTE_FOR_EDIT, note_id, by.id)
-            if note is None:
-                raise NotFound("note not found")
-            current_fence, current_version = int(note["fence"]), int(note["version"])
-            current_holder = str(note["fence_holder"])
-            access = row_access(by.id, note)
-            text: str | None = None
-            refused: CollabError | None = None
-            current = (current_fence, current_holder, current_version) == (fence, holder, base)
-            if current and holder and can_write(access):
+            # Every row the batch may lock, first and in one order (notes,
+            # then owners, each by id): two batches cannot deadlock.
+            locked = {
+                row["note_id"]: row
+                for row in await conn.fetch(
+                    _LOCK_BATCH_NOTES, [r.note_id for r in requests], [r.by.id for r in requests]
+                )
+            }
+            owners = sorted({str(row["owner_id"]) for row in locked.values()})
+            await conn.execute(_LOCK_BATCH_OWNERS, owners)
+            savepoint = _SAVEPOINT
+            for request in sorted(requests, key=lambda r: r.note_id):
+                # Each edit in its own savepoint: a refused one rolls back
+                # alone, with the same checks and errors as on its own.
+                if savepoint:
+                    await conn.execute(savepoint)
                 try:
-                    text = apply_payload(note["content"], payload, max_chars)
+                    outcomes[request.note_id] = await self._commit_edit_on(
+                        conn, request, locked.get(request.note_id)
+                    )
+                    savepoint = _KEEP_AND_SAVEPOINT
+                    continue
                 except CollabError as exc:
-                    refused = exc  # unless the op id was already logged (a retry)
-            if text is None:
-                logged = await conn.fetchrow(_LOGGED_OP, note_id, op)
-            else:
-                # The common case in one round trip: op lookup, write and log row.
-                # It runs after the row lock is taken, so its snapshot holds every
-                # edit committed before ours (a lookup joined to the locking
-                # SELECT would not). Rule 2: the UPDATE itself still requires
-                # fence equality and the base version.
-                logged = await conn.fetchrow(
-                    _LOOKUP_WRITE_EDIT, note_id, fence, base, text, op,
-                    rows.payload_json(payload), digest, by.id, by.name, by.role, holder,
-                )  # fmt: skip
-                if logged is not None and logged["payload_hash"] is None:  # a new op
-                    if logged["written"] is None:
-                        raise Fenced()
-                    # Quota last: a refusal rolls the whole commit back.
-                    await self._charge_edit(conn, note["owner_id"], note["content"], text)
-                    return CommitResult(int(logged["written"]), duplicate=False, content=text)
-            oldest = None
-            if logged is None and current_version != base:
-                oldest = await conn.fetchval(_OLDEST_KEPT, note_id)
-            original = check_edit(
-                fence=fence,
-                holder=holder,
-                base=base,
-                current_fence=current_fence,
-                current_holder=current_holder,
-                current_version=current_version,
-                logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
-                payload_hash=digest,
-                access=access,
-                oldest_kept=oldest,
-            )
-            if original is not None:
-                return CommitResult(original, duplicate=True, content=note["content"])
-            # check_edit passed and the op is new, so the edit itself was refused
-            # (bad range, too large). Anything else would be a bug: refuse the write.
-            raise refused if refused is not None else Fenced()
+                    outcomes[request.note_id] = exc
+                except asyncpg.PostgresError as exc:
+                    refused = statement_error(exc)
+                    if refused is None:  # a lost connection ends the whole batch
+                        raise
+                    outcomes[request.note_id] = refused
+                await conn.execute(_UNDO_EDIT)
+                savepoint = ""  # rolled back to it: still open for the next edit
+        return [outcomes[r.note_id] for r in requests]
+
+    async def _commit_edit_on(
+        self, conn: asyncpg.Connection, req: _EditRequest, locked: asyncpg.Record | None = None
+    ) -> CommitResult:
+        """One edit's checks and write (rule 2) in the caller's transaction,
+        after ``_fence_new_timeline``. ``locked``: the note's row as
+        ``_LOCK_NOTE_FOR_EDIT`` reads it, already locked by the caller in this
+        transaction (a group commit); else it is locked here. Raises the
+        edit's refusal; the caller rolls back what it wrote."""
+        note_id, fence, base, op, payload = req.note_id, req.fence, req.base, req.op, req.payload
+        by, holder = req.by, req.holder
+        digest = rows.payload_hash(payload)
+        # Row lock (a group commit already holds it): concurrent edits of one
+        # note queue here, so each one's checks see the previous one's
+        # committed result. The writer's
+        # stored role and grant come with it: write access is decided here,
+        # in the commit's transaction, not from the socket's cache (rule 2).
+        note = locked
+        if note is None:
+            note = await conn.fetchrow(_LOCK_NOTE_FOR_EDIT, note_id, by.id)
+        if note is None:
+            raise NotFound("note not found")
+        current_fence, current_version = int(note["fence"]), int(note["version"])
+        current_holder = str(note["fence_holder"])
+        access = row_access(by.id, note)
+        text: str | None = None
+        refused: CollabError | None = None
+        current = (current_fence, current_holder, current_version) == (fence, holder, base)
+        if current and holder and can_write(access):
+            try:
+                text = apply_payload(note["content"], payload, req.max_chars)
+            except CollabError as exc:
+                refused = exc  # unless the op id was already logged (a retry)
+        if text is None:
+            logged = await conn.fetchrow(_LOGGED_OP, note_id, op)
+        else:
+            # The common case in one round trip: op lookup, write and log row.
+            # It runs after the row lock is taken, so its snapshot holds every
+            # edit committed before ours (a lookup joined to the locking
+            # SELECT would not). Rule 2: the UPDATE itself still requires
+            # fence equality and the base version.
+            logged = await conn.fetchrow(
+                _LOOKUP_WRITE_EDIT, note_id, fence, base, text, op,
+                rows.payload_json(payload), digest, by.id, by.name, by.role, holder,
+            )  # fmt: skip
+            if logged is not None and logged["payload_hash"] is None:  # a new op
+                if logged["written"] is None:
+                    raise Fenced()
+                # Quota last: a refusal rolls this edit back (its transaction,
+                # or its savepoint in a group commit).
+                await self._charge_edit(conn, note["owner_id"], note["content"], text)
+                return CommitResult(int(logged["written"]), duplicate=False, content=text)
+        oldest = None
+        if logged is None and current_version != base:
+            oldest = await conn.fetchval(_OLDEST_KEPT, note_id)
+        original = check_edit(
+            fence=fence,
+            holder=holder,
+            base=base,
+            current_fence=current_fence,
+            current_holder=current_holder,
+            current_version=current_version,
+            logged=(int(logged["version"]), logged["payload_hash"]) if logged else None,
+            payload_hash=digest,
+            access=access,
+            oldest_kept=oldest,
+        )
+        if original is not None:
+            return CommitResult(original, duplicate=True, content=note["content"])
+        # check_edit passed and the op is new, so the edit itself was refused
+        # (bad range, too large). Anything else would be a bug: refuse the write.
+        raise refused if refused is not None else Fenced()
 
     async def _charge_edit(
         self, conn: asyncpg.Connection, owner_id: str, before: str, after: str
