@@ -144,8 +144,7 @@ class EditFeed:
                 )
                 self.host.spawn(audit)
             raise
-        # Read with no await since the commit: the timeline it committed on.
-        timeline = self.store.timeline
+        timeline = result.timeline
         self.metrics.edit_commit.observe(time.perf_counter() - started)
         ack = frames.ack(msg.rid, msg.note, msg.op, result.version)
         if result.duplicate:

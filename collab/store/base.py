@@ -41,11 +41,15 @@ class CommitResult:
     payload: ``version`` is then the original version and nothing was applied.
     ``content`` is the note text after the edit (after the original edit for a
     duplicate: the current text is returned; callers use only ``version``).
+    ``timeline`` is the database timeline the commit was made on (rule 10),
+    read when it committed: the edit's bus event carries it, so replicas can
+    drop an edit of a timeline a failover abandoned.
     """
 
     version: int
     duplicate: bool
     content: str
+    timeline: int = 0
 
 
 # Rule 10: how far every fence jumps on a new database timeline. It must exceed

@@ -343,7 +343,9 @@ class MemoryStore(Store):
             else None,
         )
         if original is not None:
-            return CommitResult(original, duplicate=True, content=note.content)
+            return CommitResult(
+                original, duplicate=True, content=note.content, timeline=self.timeline
+            )
         text = apply_payload(note.content, payload, max_chars)
         delta = text_bytes(text) - text_bytes(note.content)
         owner = t.users.get(note.owner_id)
@@ -356,7 +358,7 @@ class MemoryStore(Store):
         version = row.note.version
         t.edits[note_id].append(EditRecord(note_id, version, op, payload, by, now))
         t.ops[(note_id, op)] = (version, digest)
-        return CommitResult(version, duplicate=False, content=text)
+        return CommitResult(version, duplicate=False, content=text, timeline=self.timeline)
 
     def _oldest_kept(self, note_id: str) -> int | None:
         t = self.tables

@@ -8,7 +8,7 @@ so all replicas stamp rows from one clock.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 
@@ -583,7 +583,8 @@ class PostgresStore(Store):
         if len(requests) == 1:  # a lone edit: exactly the one-edit transaction
             async with self.pools.transaction() as conn:
                 await self._fence_new_timeline(conn)
-                return [await self._commit_edit_on(conn, requests[0])]
+                lone = await self._commit_edit_on(conn, requests[0])
+            return [replace(lone, timeline=self.pools.timeline)]  # no await since COMMIT
         outcomes: dict[str, CommitResult | BaseException] = {}
         async with self.pools.transaction() as conn:
             await self._fence_new_timeline(conn)
@@ -618,7 +619,11 @@ class PostgresStore(Store):
                     outcomes[request.note_id] = refused
                 await conn.execute(_UNDO_EDIT)
                 savepoint = ""  # rolled back to it: still open for the next edit
-        return [outcomes[r.note_id] for r in requests]
+        timeline = self.pools.timeline  # what the batch committed on: no await since COMMIT
+        return [
+            replace(o, timeline=timeline) if isinstance(o, CommitResult) else o
+            for o in (outcomes[r.note_id] for r in requests)
+        ]
 
     async def _commit_edit_on(
         self, conn: asyncpg.Connection, req: _EditRequest, locked: asyncpg.Record | None = None

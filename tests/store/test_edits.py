@@ -9,6 +9,7 @@ import pytest
 from collab.errors import BadRequest, Fenced, Forbidden, NotFound, Stale, TooLarge
 from collab.store import Store
 from collab.store.base import FenceAdvance
+from collab.store.memory import MemoryStore
 from collab.types import Change, EditPayload, User
 from tests.store.helpers import insert, make_note, make_user
 
@@ -46,6 +47,27 @@ async def test_advance_fence_only_increases(store: Store) -> None:
         await store.advance_fence("0" * 32, 1, HOLDER, owner)
     with pytest.raises(NotFound):
         await store.get_fence("0" * 32)
+
+
+async def test_a_commit_names_the_timeline_it_was_made_on(store: Store) -> None:
+    """Its bus event carries it: replicas drop edits of a timeline a failover
+    abandoned (rule 10), so it is the commit's, not whatever the store has
+    seen by the time the caller reads it."""
+    owner, note_id = await _ready(store)
+    done = await store.commit_edit(note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX, holder=HOLDER)
+    assert done.timeline == store.timeline
+    again = await store.commit_edit(
+        note_id, 1, 0, "op-1", insert(0, "a"), owner, MAX, holder=HOLDER
+    )
+    assert again.duplicate and again.timeline == store.timeline
+    if isinstance(store, MemoryStore):  # the twin can fail over on the spot
+        store.fail_over(store.tables)
+        jumped = await store.advance_fence(note_id, 1, HOLDER, owner)  # the failover jump
+        fence = (await store.advance_fence(note_id, jumped.fence + 1, HOLDER, owner)).fence
+        later = await store.commit_edit(
+            note_id, fence, 1, "op-2", insert(0, "b"), owner, MAX, holder=HOLDER
+        )
+        assert later.timeline == done.timeline + 1 == store.timeline
 
 
 async def test_commit_applies_and_versions_are_consecutive(store: Store) -> None:
