@@ -8,7 +8,9 @@ per viewer count and placement), ``fanout-throughput.png`` (delivered
 pushes/s and p99 versus viewers), ``token-cdf.png`` (acquire, release,
 hand-off CDFs), ``capacity.png`` (RSS versus open sockets) and
 ``versus.png`` (collab and Hocuspocus side by side: the medians of the
-table, and every pass's fan-out CDF).
+table, and every pass's fan-out CDF). From ``renewals/`` (before/after runs
+of one change, ``ack-{before,after}-N.json`` and
+``capacity-{before,after}.json``) it draws ``before-after.png``.
 """
 
 from __future__ import annotations
@@ -211,6 +213,50 @@ def plot_versus(doc: dict[str, Any], out: Path) -> list[Path]:
     return [path]
 
 
+def plot_before_after(folder: Path, out: Path) -> list[Path]:
+    """Left: the writer's ack and the 1,000-viewer fan-out, p50 and p99, per
+    round, before and after. Right: idle sockets held and idle server cores."""
+    runs = {f.stem: json.loads(f.read_text())["results"][0] for f in sorted(folder.glob("ack-*"))}
+    caps = {f.stem: json.loads(f.read_text())["results"][0] for f in folder.glob("capacity-*")}
+    if not runs or not caps:
+        return []
+    fig, (lat, cap) = plt.subplots(1, 2, figsize=(12, 4.6), width_ratios=[1.4, 1])
+    labels = sorted(runs)
+    xs = np.arange(len(labels))
+    for offset, (key, stat, color) in zip(
+        (-0.3, -0.1, 0.1, 0.3),
+        (("ack_ms", "p50", "tab:green"), ("ack_ms", "p99", "tab:olive"),
+         ("fanout_ms", "p50", "tab:blue"), ("fanout_ms", "p99", "tab:cyan")),
+        strict=True,
+    ):  # fmt: skip
+        name = "writer's ack" if key == "ack_ms" else "keystroke to 1,000 viewers"
+        values = [runs[label][key][stat] for label in labels]
+        lat.bar(xs + offset, values, 0.2, color=color, label=f"{name} {stat}")
+    lat.set_xticks(xs, labels, fontsize=8)
+    lat.set_yscale("log")
+    lat.set_ylabel("ms (log)")
+    lat.set_title("Ack before fan-out: 1,000 viewers, 20 edits/s", fontsize=9)
+    lat.legend(fontsize=7)
+    lat.grid(alpha=0.3, axis="y")
+    sides = [side for side in ("capacity-before", "capacity-after") if side in caps]
+    opened = [caps[side]["open"] for side in sides]
+    cores = [caps[side]["idle_cpu"]["server1"]["cores"] for side in sides]
+    cap.bar(np.arange(len(sides)) - 0.2, opened, 0.4, color="tab:blue", label="sockets open")
+    twin = cap.twinx()
+    twin.bar(np.arange(len(sides)) + 0.2, cores, 0.4, color="tab:red", label="idle server cores")
+    cap.set_xticks(np.arange(len(sides)), [s.split("-")[1] for s in sides])
+    cap.set_ylabel("sockets open of 10,000")
+    twin.set_ylabel("idle server cores")
+    cap.set_title("Batched heartbeat renewals: 10,000 idle sockets", fontsize=9)
+    cap.legend(loc="upper left", fontsize=7)
+    twin.legend(loc="upper right", fontsize=7)
+    path = out / "before-after.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.plot", description=__doc__)
     p.add_argument("--results", type=Path, default=Path("loadtests/results"))
@@ -229,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     capacity = [json.loads(f.read_text()) for f in sorted(args.results.glob("capacity-*.json"))]
     if capacity:
         written += plot_capacity(capacity, args.out)
+    written += plot_before_after(args.results / "renewals", args.out)
     for path in written:
         print(f"wrote {path}")
     if not written:
