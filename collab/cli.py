@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import getpass
 import json
 import os
@@ -31,11 +32,35 @@ from collab.ws_transport import CollabWebSocketProtocol
 # connection; otherwise the connection is closed. WebSocket upgrades leave the
 # protocol once their headers are in.
 class CollabConfig(uvicorn.Config):
-    """uvicorn's config plus the header deadline (picklable for workers > 1)."""
+    """uvicorn's config plus the header deadline and the garbage collector's
+    young-generation threshold (picklable for workers > 1)."""
 
-    def __init__(self, *args: Any, header_timeout_s: float = 10.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, header_timeout_s: float = 10.0, gc_young_threshold: int = 0,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
         self.header_timeout_s = header_timeout_s
+        self.gc_young_threshold = gc_young_threshold
+
+    def load(self) -> None:
+        # Runs in every serving process (each worker loads its own config).
+        tune_gc(self.gc_young_threshold)
+        super().load()
+
+
+def tune_gc(young_threshold: int) -> None:
+    """Collect the young generation only every ``young_threshold``
+    allocations (0: Python's default of 700). At the default, objects that
+    live a few milliseconds (frames being fanned out, per-edit state) survive
+    two young collections under load, reach the oldest generation, and make
+    full collections run every few seconds: 150-330 ms each with 1,000
+    viewers, the whole event loop stopped (docs/benchmarks.md, "Garbage
+    collection pauses"). Most of them die by reference count before a larger
+    young generation fills."""
+    if young_threshold:
+        _, older, oldest = gc.get_threshold()
+        gc.set_threshold(young_threshold, older, oldest)
 
 
 class HeaderDeadlineH11Protocol(H11Protocol):
@@ -109,6 +134,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # below apply when clients reach uvicorn directly (embedded mode).
         http=HeaderDeadlineH11Protocol,
         header_timeout_s=settings.http_header_timeout_s,
+        gc_young_threshold=settings.gc_young_threshold,
         h11_max_incomplete_event_size=settings.http_max_header_bytes,
         timeout_keep_alive=max(1, round(settings.http_keepalive_s)),
         # Connections and in-flight requests (WebSockets included); past it

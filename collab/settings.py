@@ -87,6 +87,9 @@ class Settings:
     # transaction and one WAL flush; 64 at most (PostgreSQL's per-backend
     # subtransaction cache: each edit runs in a savepoint).
     db_commit_batch_max: int = 64
+    # Allocations between young-generation garbage collections in `collab
+    # serve` (collab/cli.py, tune_gc); 0 keeps Python's default (700).
+    gc_young_threshold: int = 50_000
     db_connect_timeout_s: float = 5.0
     db_command_timeout_s: float = 30.0
     db_replica_retry_s: float = 5.0
@@ -366,6 +369,11 @@ class Settings:
         )
         need(
             self.db_pool_max >= self.db_pool_min >= 1, "db_pool_max", "must be >= db_pool_min >= 1"
+        )
+        need(
+            self.gc_young_threshold == 0 or 700 <= self.gc_young_threshold <= 1_000_000,
+            "gc_young_threshold",
+            "must be 0 (Python's default) or between 700 and 1000000",
         )
         need(
             1 <= self.db_commit_batch_max <= 64,

@@ -45,3 +45,36 @@ def test_migrate_is_idempotent(tmp_path: Path) -> None:
     assert first.returncode == 0 and "001" in first.stdout
     second = run(["migrate"], tmp_path)
     assert second.returncode == 0 and "up to date" in second.stdout
+
+
+def test_serving_processes_collect_the_young_generation_less_often() -> None:
+    """Each serving process (workers too: they load their own config) sets
+    the threshold; 0 leaves Python's default alone."""
+    import gc
+
+    from collab.cli import CollabConfig, tune_gc
+    from collab.settings import Settings
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(0)
+        assert gc.get_threshold() == before
+        config = CollabConfig(
+            "collab.app:create_app", factory=True,
+            gc_young_threshold=Settings(jwt_secret="x" * 40).gc_young_threshold,
+        )  # fmt: skip
+        config.load()
+        assert gc.get_threshold() == (50_000, before[1], before[2])
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_the_gc_threshold_is_bounded() -> None:
+    import pytest
+
+    from collab.settings import Settings, SettingsError
+
+    secret = "9f6c1a0b7e2d4c58a3f1e6b9d0c7a2e45b8f3d1c6e9a0b7f"
+    Settings(jwt_secret=secret, gc_young_threshold=0).validate()
+    with pytest.raises(SettingsError, match="GC_YOUNG_THRESHOLD"):
+        Settings(jwt_secret=secret, gc_young_threshold=10).validate()
