@@ -11,14 +11,8 @@ crashed expire after their TTL, so nobody is locked out for good."""
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-
-# Calls in flight at once in the default ``admit_many``: well under a Redis
-# Cluster client's connections per node (collab/redis_client.py), so hellos
-# still find connections during a renewal pass.
-_CONCURRENT_ADMITS = 8
 
 
 class SocketAdmission(ABC):
@@ -41,16 +35,15 @@ class SocketAdmission(ABC):
         self, batch: Sequence[tuple[str, Sequence[str]]], limit: int, ttl_ms: int
     ) -> list[list[str] | Exception]:
         """``admit`` for each (user, sockets) of ``batch``, in one round trip
-        where the backend can (here: a few calls at a time); each result is
-        the refused sockets, or the error that user's call met."""
-        gate = asyncio.Semaphore(_CONCURRENT_ADMITS)
-
-        async def one(user_id: str, sockets: Sequence[str]) -> list[str]:
-            async with gate:
-                return await self.admit(user_id, sockets, limit, ttl_ms)
-
-        replies = await asyncio.gather(*(one(u, s) for u, s in batch), return_exceptions=True)
-        return [r if isinstance(r, list | Exception) else Exception(repr(r)) for r in replies]
+        where the backend can (the Redis one pipelines; here: one by one);
+        each result is the refused sockets, or the error that user's call met."""
+        answers: list[list[str] | Exception] = []
+        for user_id, sockets in batch:
+            try:
+                answers.append(await self.admit(user_id, sockets, limit, ttl_ms))
+            except Exception as exc:
+                answers.append(exc)
+        return answers
 
     @abstractmethod
     async def release(self, user_id: str, socket: str) -> None:
