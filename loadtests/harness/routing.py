@@ -527,7 +527,9 @@ async def note_groups(spec: dict[str, Any], ctl: Control) -> dict[str, Any]:
                     break
                 await asyncio.sleep(max(0.0, at - loop.time()))
             await gate.acquire()
-            if loop.time() >= end:
+            # Paced, the schedule alone sets the count (an edit due just before
+            # the end and sent late is still sent); unpaced, the clock does.
+            if rate <= 0 and loop.time() >= end:
                 break
             op = timed_op()
             sent = op_time_ns(op) or 0
